@@ -1,0 +1,104 @@
+import { z } from 'zod';
+
+/**
+ * The one schema of the configuration: defaults, types, validation and the environment
+ * variables (see env.ts) all come from here. Relative paths resolve against the working
+ * directory.
+ */
+const folders = z
+  .object({
+    inbox: z.string().min(1).default('inbox').describe('folder watched for sequence files'),
+    outbox: z.string().min(1).default('outbox').describe('folder for results files'),
+    done: z.string().min(1).default('done').describe('folder for processed source files'),
+    failed: z.string().min(1).default('failed').describe('folder for rejected files and error files'),
+    data: z.string().min(1).default('data').describe('folder of the SQLite database'),
+  })
+  .strict()
+  .default({});
+
+const tls = z
+  .object({
+    ca: z.string().optional().describe('path of a PEM file with the CA certificates to trust'),
+    cert: z.string().optional().describe('path of a PEM client certificate'),
+    key: z.string().optional().describe('path of the PEM private key of the client certificate'),
+    rejectUnauthorized: z.boolean().default(true).describe('reject brokers whose certificate does not verify'),
+  })
+  .strict()
+  .default({});
+
+const mqtt = z
+  .object({
+    broker: z
+      .enum(['auto', 'embedded', 'external'])
+      .default('auto')
+      .describe('auto: use a broker already listening on the local port, else embed one; embedded: always embed; external: connect to url only'),
+    url: z.string().min(1).default('mqtt://127.0.0.1:1883').describe('broker URL (mqtt://, mqtts://, ws://, wss://)'),
+    embeddedHost: z.string().min(1).default('127.0.0.1').describe('address the embedded broker listens on'),
+    embeddedPort: z.number().int().min(0).max(65535).default(1883).describe('port the embedded broker listens on (0 picks a free port)'),
+    username: z.string().optional().describe('user name for the broker'),
+    password: z.string().optional().describe('password for the broker'),
+    clientId: z.string().min(1).optional().describe('MQTT client id; default bitnet-edge-<deviceId>'),
+    baseTopic: z.string().min(1).default('bitnet-edge').describe('first level of every topic'),
+    keepaliveSeconds: z.number().int().min(0).max(65535).default(30).describe('MQTT keepalive in seconds'),
+    reconnectPeriodMs: z.number().int().min(100).default(2000).describe('wait between reconnect attempts in ms'),
+    maxPayloadBytes: z.number().int().positive().default(1_048_576).describe('largest accepted request payload in bytes'),
+    tls,
+  })
+  .strict()
+  .default({});
+
+const inbox = z
+  .object({
+    enabled: z.boolean().default(true).describe('watch the inbox folder'),
+    settleMs: z.number().int().min(0).default(1000).describe('time a file size and mtime must stay unchanged before it is read, in ms'),
+    rescanMs: z.number().int().min(100).default(30_000).describe('period of the full inbox rescan in ms'),
+    maxFileBytes: z.number().int().positive().default(52_428_800).describe('largest accepted inbox file in bytes'),
+  })
+  .strict()
+  .default({});
+
+const model = z
+  .object({
+    dir: z.string().min(1).optional().describe('model folder with model.onnx and manifest.json; default the bundled model'),
+    intraOpThreads: z.number().int().min(0).default(0).describe('onnxruntime intra-op threads; 0 lets onnxruntime choose'),
+  })
+  .strict()
+  .default({});
+
+const sequence = z
+  .object({
+    minLength: z.number().int().min(1).default(10).describe('shortest accepted protein, in residues'),
+  })
+  .strict()
+  .default({});
+
+const telemetry = z
+  .object({
+    intervalMs: z.number().int().min(1000).default(10_000).describe('telemetry period in ms'),
+    retentionHours: z.number().positive().default(168).describe('age after which stored telemetry rows are pruned, in hours'),
+    idleWatts: z.number().nonnegative().default(2.7).describe('power at idle for the load-based estimate, in watts'),
+    maxWatts: z.number().nonnegative().default(6.4).describe('power at full CPU load for the load-based estimate, in watts'),
+  })
+  .strict()
+  .default({});
+
+export const configSchema = z
+  .object({
+    deviceId: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dot, dash and underscore only')
+      .optional()
+      .describe('device id in topics; default the host name'),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level'),
+    folders,
+    mqtt,
+    inbox,
+    model,
+    sequence,
+    telemetry,
+    shutdownDeadlineMs: z.number().int().min(100).default(10_000).describe('hard limit for a graceful stop in ms'),
+  })
+  .strict();
+
+/** Validated configuration with every default filled in. */
+export type Config = z.infer<typeof configSchema>;

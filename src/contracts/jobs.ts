@@ -1,0 +1,63 @@
+/** Where a sequence came from. */
+export type JobSource = 'mqtt' | 'inbox' | 'cli';
+
+/** One sequence record as parsed from an input, before normalization. */
+export interface SequenceRecord {
+  /** FASTA identifier (first word of the header), or the request id, or `record-<n>`. */
+  recordId: string;
+  /** Rest of the FASTA header line; empty when there is none. */
+  description: string;
+  /** Residues as received (may contain whitespace, lower case, `*`). */
+  rawSequence: string;
+  /** 0-based position of the record in its input. */
+  index: number;
+}
+
+/** A sequence after normalization, ready for the model. */
+export interface NormalizedSequence {
+  /** Upper-case residues, non-standard letters mapped to X. */
+  residues: string;
+  /** Hex SHA-256 of `residues`. */
+  sequenceHash: string;
+  /** Human-readable notes on what normalization changed, e.g. "removed trailing *". */
+  changes: string[];
+}
+
+/** Reply routing of an MQTT request, kept with its jobs so a restart can still answer. */
+export interface ReplyRoute {
+  /** Topic of the reply: the request's MQTT 5 response topic, or the default response topic. */
+  responseTopic: string;
+  /** Base64 of the MQTT 5 correlation data, when the request carried it. */
+  correlationData?: string;
+}
+
+/** An input (one MQTT message or one inbox file or one CLI file) before it is stored. */
+export interface NewInput {
+  source: JobSource;
+  /** Idempotency key: the same input stored twice maps to the same row. */
+  inputKey: string;
+  /** Request id from the MQTT payload, or null. */
+  requestId: string | null;
+  /** File name for inbox inputs (base name only), or the MQTT topic. */
+  origin: string;
+  reply: ReplyRoute | null;
+}
+
+/** A valid record of an input, to become a job. */
+export interface NewJob {
+  recordId: string;
+  recordIndex: number;
+  description: string;
+  sequence: NormalizedSequence;
+}
+
+/** A record rejected during parsing or validation. */
+export interface RejectedRecord {
+  recordId: string;
+  recordIndex: number;
+  code: string;
+  message: string;
+}
+
+export type JobStatus = 'pending' | 'running' | 'done' | 'failed';
+export type InputStatus = 'open' | 'finished';

@@ -1,0 +1,90 @@
+import type { JobSource, JobStatus } from './jobs';
+import type { Prediction } from './prediction';
+
+/** A stored job as the processor sees it. */
+export interface JobRow {
+  id: number;
+  inputId: number;
+  source: JobSource;
+  requestId: string | null;
+  origin: string;
+  recordId: string;
+  recordIndex: number;
+  description: string;
+  residues: string;
+  sequenceHash: string;
+  changes: string[];
+  status: JobStatus;
+  attempts: number;
+  createdAt: string;
+}
+
+/** A stored input (MQTT message, inbox file, CLI file). */
+export interface InputRow {
+  id: number;
+  source: JobSource;
+  inputKey: string;
+  requestId: string | null;
+  origin: string;
+  replyTopic: string | null;
+  correlationData: string | null;
+  status: 'open' | 'finished';
+  jobCount: number;
+  rejectedCount: number;
+  createdAt: string;
+}
+
+/** A finished job with its result or error, for results files and replies. */
+export interface JobOutcome {
+  jobId: number;
+  recordId: string;
+  recordIndex: number;
+  sequenceHash: string;
+  length: number;
+  changes: string[];
+  status: 'done' | 'failed';
+  prediction: Prediction | null;
+  cached: boolean;
+  latencyMs: number | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  finishedAt: string;
+}
+
+/** A message waiting to be published; deleted once the broker acknowledges it. */
+export interface OutboxMessage {
+  topic: string;
+  payload: string;
+  qos: 0 | 1;
+  retain: boolean;
+  /** MQTT 5 correlation data (base64) for replies. */
+  correlationData?: string | null;
+}
+
+export interface OutboxRow extends OutboxMessage {
+  id: number;
+  createdAt: string;
+}
+
+/** What `enqueueInput` did. */
+export interface EnqueueResult {
+  inputId: number;
+  /** False when an input with the same key was already stored (nothing was inserted). */
+  inserted: boolean;
+  jobIds: number[];
+}
+
+/** Result of a finished inference, to be stored with its job. */
+export interface JobResult {
+  prediction: Prediction;
+  modelId: string;
+  cached: boolean;
+  latencyMs: number;
+  queueWaitMs: number;
+}
+
+/** Telemetry record as stored (the JSON payload plus its time). */
+export interface TelemetryRow {
+  createdAt: string;
+  payload: string;
+}

@@ -1,0 +1,30 @@
+/**
+ * Stable error codes. The same code appears on the errors topic, in the database
+ * (`jobs.error_code`, `rejections.code`), in `failed/` error files and in the README.
+ */
+export const ERROR_CODES = {
+  EMPTY_INPUT: 'no sequence records found in the input',
+  INVALID_JSON: 'the payload looks like JSON but does not parse',
+  INVALID_REQUEST: 'the request object is missing a field or has a field of the wrong type',
+  INVALID_FASTA: 'the input is not valid FASTA',
+  INVALID_RESIDUE: 'the sequence contains characters that are not amino-acid letters',
+  EMPTY_SEQUENCE: 'the record has no residues',
+  SEQUENCE_TOO_SHORT: 'the sequence is shorter than the minimum length',
+  PAYLOAD_TOO_LARGE: 'the message or file is larger than the configured limit',
+  UNSUPPORTED_FORMAT: 'the input format is not supported',
+  INFERENCE_FAILED: 'the model failed on this sequence',
+  INTERNAL: 'an unexpected error; see the log',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error with a stable code, safe to show to the sender of the input. */
+export class InputError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'InputError';
+  }
+}

@@ -1,0 +1,1 @@
+"""Training pipeline for the bundled BitNet-style protein model (see README.md)."""

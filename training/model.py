@@ -1,0 +1,191 @@
+"""Causal transformer with BitLinear layers (ternary weights, int8 activations) and four heads."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Token ids: 0 <pad>, 1 <bos>, 2 <eos>, 3 <unk>, the 20 standard amino acids, then X.
+VOCAB = ["<pad>", "<bos>", "<eos>", "<unk>"] + list("ACDEFGHIKLMNPQRSTVWY") + ["X"]
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+X_ID = VOCAB.index("X")
+_RESIDUE_IDS = {residue: index for index, residue in enumerate(VOCAB) if len(residue) == 1}
+
+# Quantization modes of the schedule, in training order.
+FLOAT, INT8, TERNARY = "float", "int8", "ternary"
+
+
+def encode(sequence: str) -> list[int]:
+    """Encode a protein as <bos> + residues; letters outside the 20 standard amino acids map to X."""
+    return [BOS_ID] + [_RESIDUE_IDS.get(residue, X_ID) for residue in sequence.upper()]
+
+
+def quantize_activations_int8(x: torch.Tensor) -> torch.Tensor:
+    """Fake-quantize to int8 per token (absmax over the last dimension) with a straight-through gradient."""
+    scale = 127.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
+    quantized = (x * scale).round().clamp(-128, 127) / scale
+    return x + (quantized - x).detach()
+
+
+def ternarize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ternarize each output row around its mean; return the -1/0/+1 codes and the per-row scale.
+
+    The row (one output channel) is the quantization group: codes = clip(round((w - mean) / s), -1, 1)
+    with s = mean(|w - mean|). The effective weight is codes * s, so the row mean is dropped, as in
+    BitNet's binarization around the mean.
+    """
+    centered = weight - weight.mean(dim=1, keepdim=True)
+    scale = centered.abs().mean(dim=1, keepdim=True).clamp(min=1e-5)
+    codes = (centered / scale).round().clamp(-1, 1)
+    return codes, scale
+
+
+def quantize_weight_int8(weight: torch.Tensor) -> torch.Tensor:
+    scale = 127.0 / weight.abs().max().clamp(min=1e-5)
+    return (weight * scale).round().clamp(-127, 127) / scale
+
+
+class BitLinear(nn.Module):
+    """Linear layer without bias whose input goes through LayerNorm, then int8 activation quantization.
+
+    The weight is used in float32, int8 (per-tensor absmax) or ternary form depending on `mode`; the
+    straight-through estimator passes gradients to the float32 latent weight. After `freeze()` the layer
+    holds the ternary codes as an int8 buffer and dequantizes them in the graph, which is what the ONNX
+    export stores.
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(in_features)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.normal_(self.weight, std=1.0 / math.sqrt(in_features))
+        self.mode = FLOAT
+        self.frozen = False
+
+    def effective_weight(self) -> torch.Tensor:
+        if self.frozen:
+            return self.weight_codes.to(torch.float32) * self.weight_scale
+        if self.mode == INT8:
+            return self.weight + (quantize_weight_int8(self.weight) - self.weight).detach()
+        if self.mode == TERNARY:
+            codes, scale = ternarize(self.weight)
+            return self.weight + (codes * scale - self.weight).detach()
+        return self.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        if self.mode != FLOAT:
+            x = quantize_activations_int8(x)
+        return F.linear(x, self.effective_weight())
+
+    @torch.no_grad()
+    def freeze(self) -> None:
+        """Replace the latent float weight with int8 ternary codes and a float32 per-row scale."""
+        codes, scale = ternarize(self.weight)
+        del self.weight
+        self.register_buffer("weight_codes", codes.to(torch.int8))
+        self.register_buffer("weight_scale", scale.to(torch.float32))
+        self.mode = TERNARY
+        self.frozen = True
+
+
+def rotary_tables(length: int, dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    positions = torch.arange(length, device=device, dtype=torch.float32)
+    inverse_frequency = 1.0 / (10000 ** (torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim))
+    angles = positions[:, None] * inverse_frequency[None, :]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, heads: int, ffn: int):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = d_model // heads
+        self.qkv = BitLinear(d_model, 3 * d_model)
+        self.out = BitLinear(d_model, d_model)
+        self.ffn_in = BitLinear(d_model, ffn)
+        self.ffn_out = BitLinear(ffn, d_model)
+
+    def forward(self, x, cos, sin, causal_mask):
+        batch, length, d_model = x.shape
+        qkv = self.qkv(x).view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        q = apply_rotary(q, cos, sin)
+        k = apply_rotary(k, cos, sin)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        scores = scores.masked_fill(causal_mask, -1e9)
+        attention = torch.softmax(scores, dim=-1)
+        context = torch.matmul(attention, v).transpose(1, 2).reshape(batch, length, d_model)
+        x = x + self.out(context)
+        x = x + self.ffn_out(F.gelu(self.ffn_in(x)))
+        return x
+
+
+class ProteinBitNet(nn.Module):
+    """Decoder-only transformer; the classification heads read the masked mean of the final states.
+
+    Right padding needs no key mask: with causal attention a real token never attends to a later
+    pad position.
+    """
+
+    def __init__(self, layers: int, d_model: int, heads: int, ffn: int,
+                 go_labels: int, localization_labels: int, function_labels: int, **_unused):
+        super().__init__()
+        self.embedding = nn.Embedding(len(VOCAB), d_model, padding_idx=PAD_ID)
+        self.blocks = nn.ModuleList(Block(d_model, heads, ffn) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(d_model)
+        self.lm_head = nn.Linear(d_model, len(VOCAB))
+        self.localization_head = nn.Linear(d_model, localization_labels)
+        self.go_head = nn.Linear(d_model, go_labels)
+        self.function_head = nn.Linear(d_model, function_labels) if function_labels else None
+        self.head_dim = d_model // heads
+
+    def bit_linears(self):
+        return [m for m in self.modules() if isinstance(m, BitLinear)]
+
+    def set_quantization(self, mode: str) -> None:
+        for layer in self.bit_linears():
+            layer.mode = mode
+
+    def freeze(self) -> None:
+        for layer in self.bit_linears():
+            layer.freeze()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        length = input_ids.shape[1]
+        x = self.embedding(input_ids)
+        cos, sin = rotary_tables(length, self.head_dim, input_ids.device)
+        positions = torch.arange(length, device=input_ids.device)
+        causal_mask = positions[None, :] > positions[:, None]
+        for block in self.blocks:
+            x = block(x, cos, sin, causal_mask)
+        x = self.final_norm(x)
+        mask = attention_mask.to(x.dtype).unsqueeze(-1)
+        pooled = (x * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        outputs = {
+            "localization_logits": self.localization_head(pooled),
+            "go_logits": self.go_head(pooled),
+        }
+        if self.function_head is not None:
+            outputs["function_logits"] = self.function_head(pooled)
+        outputs["lm_logits"] = self.lm_head(x)
+        return outputs
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Count trainable weights, plus the frozen ternary codes and scales of an exported model."""
+    total = sum(p.numel() for p in model.parameters())
+    for layer in model.bit_linears():
+        if layer.frozen:
+            total += layer.weight_codes.numel()
+    return total
