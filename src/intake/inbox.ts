@@ -1,0 +1,246 @@
+import { watch, promises as fs, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import type { ResolvedConfig } from '../config/load';
+import type { Topics } from '../contracts/topics';
+import type { Logger } from '../log';
+import { fsyncFolder, isInboxCandidate } from './files';
+import { InboxProcessor, type InboxFolders, type InboxStore } from './processor';
+
+export interface InboxWatcherOptions {
+  folders: ResolvedConfig['folders'];
+  /** Time a file's size and mtime must stay unchanged, checked twice, before it is claimed, in ms. */
+  settleMs: number;
+  /** Period of the full inbox rescan that catches missed watch events, in ms. */
+  rescanMs: number;
+  maxFileBytes: number;
+  minLength: number;
+  logger: Logger;
+  store: InboxStore;
+  topics: Topics;
+  /** Called after a file's jobs are committed. */
+  onJobsQueued: () => void;
+  /** Called after a new input was stored, with its counts of jobs and rejected records. */
+  onInputStored?: (counts: { jobs: number; rejected: number }) => void;
+  clock?: () => Date;
+}
+
+/** Size and mtime of a file waiting to settle. */
+interface Observation {
+  size: number;
+  mtimeMs: number;
+  unchangedChecks: number;
+  timer: NodeJS.Timeout | null;
+}
+
+/** Number of consecutive settle checks that must see the same size and mtime. */
+const REQUIRED_UNCHANGED_CHECKS = 2;
+
+/** Name of the folder inside the inbox that contains claimed files until they are finished. */
+export const PROCESSING_FOLDER = '.processing';
+
+/**
+ * Watches the inbox folder. A file whose size and mtime stay unchanged for two settle
+ * periods is claimed by rename into `.processing/`, stored as an input with its jobs, and
+ * moved to `done/` or `failed/` once its jobs are finished (see `finalizeCompletedInputs`).
+ * `fs.watch` events start the settle check early, and a rescan at start and every `rescanMs`
+ * finds files whose events were missed.
+ */
+export class InboxWatcher {
+  private readonly logger: Logger;
+  private readonly folders: InboxFolders;
+  private readonly processor: InboxProcessor;
+  private readonly observations = new Map<string, Observation>();
+  private watcher: FSWatcher | null = null;
+  private rescanTimer: NodeJS.Timeout | null = null;
+  /** Claims, ingests and finalizations run one at a time on this chain. */
+  private queue: Promise<void> = Promise.resolve();
+  private running = false;
+  /** Code of the last rescan failure, so a folder that stays unreadable is logged as an error once. */
+  private lastRescanError: string | null = null;
+
+  constructor(private readonly options: InboxWatcherOptions) {
+    this.logger = options.logger.child({ component: 'inbox' });
+    this.folders = {
+      inbox: options.folders.inbox,
+      processing: path.join(options.folders.inbox, PROCESSING_FOLDER),
+      outbox: options.folders.outbox,
+      done: options.folders.done,
+      failed: options.folders.failed,
+    };
+    this.processor = new InboxProcessor({
+      folders: this.folders,
+      maxFileBytes: options.maxFileBytes,
+      minLength: options.minLength,
+      logger: this.logger,
+      store: options.store,
+      topics: options.topics,
+      onJobsQueued: options.onJobsQueued,
+      onInputStored: options.onInputStored,
+      clock: options.clock ?? (() => new Date()),
+    });
+  }
+
+  /**
+   * Creates the folders, re-ingests files left in `.processing/` by a crash, finalizes
+   * inputs that completed while the service was down, then starts watching and rescanning.
+   */
+  async start(): Promise<void> {
+    if (this.running) return;
+    for (const folder of [this.folders.inbox, this.folders.processing, this.folders.outbox, this.folders.done, this.folders.failed]) {
+      await fs.mkdir(folder, { recursive: true });
+    }
+    this.running = true;
+
+    await this.enqueue(() => this.recoverProcessing());
+    await this.enqueue(async () => {
+      await this.processor.finalizeCompleted();
+    });
+
+    this.watcher = watch(this.folders.inbox, { persistent: false }, (_event, filename) => {
+      if (filename === null) this.rescan();
+      else this.observe(filename.toString());
+    });
+    this.watcher.on('error', (err) => {
+      this.logger.error({ err, folder: this.folders.inbox }, 'inbox watch failed, so only the periodic rescan finds new files');
+    });
+    this.rescanTimer = setInterval(() => this.rescan(), this.options.rescanMs);
+    this.rescan();
+    this.logger.info({ folder: this.folders.inbox, settleMs: this.options.settleMs, rescanMs: this.options.rescanMs }, 'inbox watcher started');
+  }
+
+  /** Stops watching, cancels settle checks and waits for the file being processed. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+
+    if (this.rescanTimer !== null) clearInterval(this.rescanTimer);
+    this.rescanTimer = null;
+    this.watcher?.close();
+    this.watcher = null;
+    for (const observation of this.observations.values()) {
+      if (observation.timer !== null) clearTimeout(observation.timer);
+    }
+    this.observations.clear();
+
+    await this.queue;
+    this.logger.info({ folder: this.folders.inbox }, 'inbox watcher stopped');
+  }
+
+  /**
+   * Writes the results of every complete open inbox input, moves its source file out of
+   * `.processing/` and marks it finished. Returns the number of inputs finished.
+   */
+  async finalizeCompletedInputs(): Promise<number> {
+    let finished = 0;
+    await this.enqueue(async () => {
+      finished = await this.processor.finalizeCompleted();
+    });
+    return finished;
+  }
+
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    const next = this.queue.then(task).catch((err: unknown) => {
+      this.logger.error({ err, folder: this.folders.inbox }, 'inbox task failed');
+    });
+    this.queue = next;
+    return next;
+  }
+
+  private async recoverProcessing(): Promise<void> {
+    const names = (await fs.readdir(this.folders.processing)).filter(isInboxCandidate).sort();
+    if (names.length > 0) this.logger.info({ files: names.length }, 'inbox recovering files left in .processing');
+    for (const name of names) await this.ingest(name);
+  }
+
+  private rescan(): void {
+    if (!this.running) return;
+    fs.readdir(this.folders.inbox).then(
+      (names) => {
+        if (this.lastRescanError !== null) this.logger.info({ folder: this.folders.inbox }, 'inbox rescan recovered');
+        this.lastRescanError = null;
+        for (const name of names) this.observe(name);
+      },
+      (err: unknown) => {
+        const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+        const level = code === this.lastRescanError ? 'debug' : 'error';
+        this.lastRescanError = code;
+        this.logger[level]({ err, folder: this.folders.inbox }, 'inbox rescan failed');
+      },
+    );
+  }
+
+  /** Starts the settle check of a name unless it is already waiting or is not a candidate. */
+  private observe(name: string): void {
+    if (!this.running || !isInboxCandidate(name) || this.observations.has(name)) return;
+    const observation: Observation = { size: -1, mtimeMs: -1, unchangedChecks: 0, timer: null };
+    this.observations.set(name, observation);
+    this.checkSettled(name, observation);
+  }
+
+  private checkSettled(name: string, observation: Observation): void {
+    observation.timer = null;
+    fs.stat(path.join(this.folders.inbox, name)).then(
+      (stat) => {
+        if (!this.running) return;
+        if (!stat.isFile()) {
+          this.observations.delete(name);
+          return;
+        }
+        if (stat.size === observation.size && stat.mtimeMs === observation.mtimeMs) observation.unchangedChecks += 1;
+        else Object.assign(observation, { size: stat.size, mtimeMs: stat.mtimeMs, unchangedChecks: 0 });
+
+        if (observation.unchangedChecks >= REQUIRED_UNCHANGED_CHECKS) {
+          void this.enqueue(() => this.claim(name));
+          return;
+        }
+        observation.timer = setTimeout(() => this.checkSettled(name, observation), this.options.settleMs);
+      },
+      (err: unknown) => {
+        // ENOENT: the file was removed or renamed before it settled, which is not an error.
+        this.observations.delete(name);
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.error({ err, file: name }, 'inbox stat failed');
+      },
+    );
+  }
+
+  private async claim(name: string): Promise<void> {
+    this.observations.delete(name);
+    if (!this.running) return;
+
+    const target = path.join(this.folders.processing, name);
+    if (await pathExists(target)) {
+      // A file of the same name is still being processed, and rename would overwrite it.
+      // This one waits in the inbox, and a rescan after that file is finished claims it.
+      this.logger.debug({ file: name }, 'inbox claim deferred: same name still in .processing');
+      return;
+    }
+
+    try {
+      await fs.rename(path.join(this.folders.inbox, name), target);
+      await fsyncFolder(this.folders.processing);
+      await fsyncFolder(this.folders.inbox);
+    } catch (err) {
+      // ENOENT: another process claimed or removed the file first.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.error({ err, file: name }, 'inbox claim failed');
+      return;
+    }
+    await this.ingest(name);
+  }
+
+  private async ingest(name: string): Promise<void> {
+    try {
+      await this.processor.ingest(name);
+    } catch (err) {
+      this.logger.error({ err, file: name }, 'inbox file ingest failed, so it stays in .processing until the next start');
+    }
+  }
+}
+
+async function pathExists(file: string): Promise<boolean> {
+  try {
+    await fs.lstat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}

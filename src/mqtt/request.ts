@@ -1,0 +1,138 @@
+import type { RejectedRecord, SequenceRecord } from '../contracts/jobs';
+import { ERROR_CODES, type ErrorCode } from '../errors';
+import { defaultRecordId, detectUnsupportedFormat, INPUT_RECORD_INDEX, parseFasta } from '../intake/fasta';
+
+/**
+ * A request payload after parsing. `ok: true` can carry rejected FASTA records next to the
+ * valid ones, and has at least one record or rejection. `ok: false` rejects the whole payload.
+ */
+export type ParsedRequest =
+  | { ok: true; requestId: string | null; kind: 'protein'; records: SequenceRecord[]; rejected: RejectedRecord[] }
+  | { ok: false; requestId: string | null; code: ErrorCode; message: string };
+
+export interface ParseRequestOptions {
+  /** Largest accepted payload in bytes. */
+  maxPayloadBytes: number;
+}
+
+const SUPPORTED_KINDS = ['protein'];
+const KNOWN_UNSUPPORTED_KINDS = ['dna', 'rna'];
+
+/**
+ * Parses a request payload: a JSON object `{ "id"?, "sequence" }` or `{ "id"?, "fasta" }`
+ * (with optional `"kind": "protein"` and `"options"`), raw FASTA text, or a bare sequence.
+ * Residues are not validated here, because sequence normalization does that.
+ */
+export function parseRequest(payload: Buffer, options: ParseRequestOptions): ParsedRequest {
+  if (payload.length > options.maxPayloadBytes) {
+    return reject(null, 'PAYLOAD_TOO_LARGE', `payload of ${payload.length} bytes exceeds the limit of ${options.maxPayloadBytes} bytes`);
+  }
+
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(payload);
+  } catch {
+    return reject(null, 'UNSUPPORTED_FORMAT', 'payload is not valid UTF-8 text; send JSON, FASTA or a bare sequence (compressed payloads are not supported)');
+  }
+
+  const trimmed = text.trim();
+  if (trimmed.length === 0) {
+    return reject(null, 'EMPTY_INPUT', 'payload is empty');
+  }
+  if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
+    return parseJsonRequest(trimmed);
+  }
+  const unsupported = detectUnsupportedFormat(trimmed);
+  if (unsupported !== null) {
+    return reject(null, 'UNSUPPORTED_FORMAT', `${unsupported} payloads are not supported over MQTT; send FASTA, JSON or a bare sequence`);
+  }
+  if (trimmed.startsWith('>') || trimmed.startsWith(';')) {
+    return fromFasta(null, trimmed);
+  }
+  return fromSequence(null, trimmed);
+}
+
+function parseJsonRequest(text: string): ParsedRequest {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return reject(null, 'INVALID_JSON', `payload is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return reject(null, 'INVALID_REQUEST', 'request must be a JSON object with a "sequence" or "fasta" field');
+  }
+  const request = value as Record<string, unknown>;
+
+  const id = request.id;
+  if (id !== undefined && id !== null && typeof id !== 'string' && typeof id !== 'number') {
+    return reject(null, 'INVALID_REQUEST', `field "id" must be a string or a number, got ${describeType(id)}`);
+  }
+  const requestId = id === undefined || id === null ? null : String(id);
+
+  const kind = request.kind;
+  if (kind !== undefined) {
+    if (typeof kind !== 'string') {
+      return reject(requestId, 'INVALID_REQUEST', `field "kind" must be a string, got ${describeType(kind)}`);
+    }
+    if (!SUPPORTED_KINDS.includes(kind)) {
+      const known = KNOWN_UNSUPPORTED_KINDS.includes(kind) ? '' : ' (unknown kind)';
+      return reject(requestId, 'UNSUPPORTED_FORMAT', `kind "${kind}" is not supported${known}; only "protein" is`);
+    }
+  }
+
+  const requestOptions = request.options;
+  if (requestOptions !== undefined && (typeof requestOptions !== 'object' || requestOptions === null || Array.isArray(requestOptions))) {
+    return reject(requestId, 'INVALID_REQUEST', `field "options" must be an object, got ${describeType(requestOptions)}`);
+  }
+
+  const { sequence, fasta } = request;
+  if (sequence !== undefined && fasta !== undefined) {
+    return reject(requestId, 'INVALID_REQUEST', 'request has both "sequence" and "fasta"; send one of them');
+  }
+  if (sequence !== undefined) {
+    if (typeof sequence !== 'string') {
+      return reject(requestId, 'INVALID_REQUEST', `field "sequence" must be a string, got ${describeType(sequence)}`);
+    }
+    return fromSequence(requestId, sequence);
+  }
+  if (fasta !== undefined) {
+    if (typeof fasta !== 'string') {
+      return reject(requestId, 'INVALID_REQUEST', `field "fasta" must be a string, got ${describeType(fasta)}`);
+    }
+    return fromFasta(requestId, fasta);
+  }
+  return reject(requestId, 'INVALID_REQUEST', 'request has neither a "sequence" nor a "fasta" field');
+}
+
+/** Wraps a bare sequence as one record. An empty sequence is kept, so normalization rejects it with its own code. */
+function fromSequence(requestId: string | null, sequence: string): ParsedRequest {
+  const record: SequenceRecord = { recordId: requestId ?? defaultRecordId(0), description: '', rawSequence: sequence, index: 0 };
+  return { ok: true, requestId, kind: 'protein', records: [record], rejected: [] };
+}
+
+function fromFasta(requestId: string | null, text: string): ParsedRequest {
+  const { records, rejected } = parseFasta(text);
+  if (records.length === 0) {
+    // With no records and only rejections of the whole input, the request itself is rejected.
+    const inputLevel = rejected.find((entry) => entry.recordIndex === INPUT_RECORD_INDEX);
+    const onlyInputLevel = rejected.every((entry) => entry.recordIndex === INPUT_RECORD_INDEX);
+    if (inputLevel && onlyInputLevel) return reject(requestId, toErrorCode(inputLevel.code), inputLevel.message);
+    if (rejected.length === 0) return reject(requestId, 'EMPTY_INPUT', 'FASTA text contains no records');
+  }
+  return { ok: true, requestId, kind: 'protein', records, rejected };
+}
+
+function reject(requestId: string | null, code: ErrorCode, message: string): ParsedRequest {
+  return { ok: false, requestId, code, message };
+}
+
+function toErrorCode(code: string): ErrorCode {
+  return code in ERROR_CODES ? (code as ErrorCode) : 'INVALID_FASTA';
+}
+
+function describeType(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return `a ${typeof value}`;
+}

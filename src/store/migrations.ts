@@ -1,0 +1,230 @@
+import type { JobSource, JobStatus, InputStatus } from '../contracts/jobs';
+
+/** One numbered schema change, applied once in its own transaction. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+// Times are ISO-8601 UTC strings from Date.toISOString(), so they sort as text.
+// The view uses only SQL that the sqlite3 CLI of Debian 12 (SQLite 3.40) parses, because a CLI
+// that cannot parse a view reports the whole schema as malformed. So it avoids aggregate
+// ORDER BY (3.44) and the ->> operator (3.38), and feeds group_concat from ordered subqueries.
+// NOTE: SQLite documents the group_concat order as arbitrary without aggregate ORDER BY. The
+// tests check that 3.40 and the bundled SQLite keep the array order of the prediction JSON.
+const INITIAL_SCHEMA = `
+CREATE TABLE inputs (
+  id INTEGER PRIMARY KEY,
+  source TEXT NOT NULL CHECK (source IN ('mqtt', 'inbox', 'cli')),
+  input_key TEXT NOT NULL UNIQUE,
+  request_id TEXT,
+  origin TEXT NOT NULL,
+  reply_topic TEXT,
+  correlation_data TEXT,
+  status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'finished')),
+  created_at TEXT NOT NULL,
+  finished_at TEXT
+);
+CREATE INDEX inputs_open ON inputs (id) WHERE status = 'open';
+
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY,
+  input_id INTEGER NOT NULL REFERENCES inputs (id) ON DELETE CASCADE,
+  record_id TEXT NOT NULL,
+  record_index INTEGER NOT NULL,
+  description TEXT NOT NULL,
+  residues TEXT NOT NULL,
+  sequence_hash TEXT NOT NULL,
+  length INTEGER NOT NULL,
+  changes TEXT NOT NULL CHECK (json_valid(changes)),
+  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  error_code TEXT,
+  error_message TEXT,
+  created_at TEXT NOT NULL,
+  started_at TEXT,
+  finished_at TEXT,
+  UNIQUE (input_id, record_index)
+);
+CREATE INDEX jobs_status ON jobs (status, id);
+
+CREATE TABLE results (
+  id INTEGER PRIMARY KEY,
+  job_id INTEGER NOT NULL UNIQUE REFERENCES jobs (id) ON DELETE CASCADE,
+  model_id TEXT NOT NULL,
+  sequence_hash TEXT NOT NULL,
+  prediction TEXT NOT NULL CHECK (json_valid(prediction)),
+  cached INTEGER NOT NULL CHECK (cached IN (0, 1)),
+  latency_ms REAL NOT NULL,
+  queue_wait_ms REAL NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE INDEX results_sequence_model ON results (sequence_hash, model_id);
+
+CREATE TABLE rejections (
+  id INTEGER PRIMARY KEY,
+  input_id INTEGER NOT NULL REFERENCES inputs (id) ON DELETE CASCADE,
+  record_id TEXT NOT NULL,
+  record_index INTEGER NOT NULL,
+  code TEXT NOT NULL,
+  message TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE INDEX rejections_input ON rejections (input_id);
+
+CREATE TABLE outbox (
+  id INTEGER PRIMARY KEY,
+  topic TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  qos INTEGER NOT NULL CHECK (qos IN (0, 1)),
+  retain INTEGER NOT NULL CHECK (retain IN (0, 1)),
+  correlation_data TEXT,
+  created_at TEXT NOT NULL
+);
+
+CREATE TABLE telemetry (
+  id INTEGER PRIMARY KEY,
+  created_at TEXT NOT NULL,
+  payload TEXT NOT NULL CHECK (json_valid(payload))
+);
+CREATE INDEX telemetry_created_at ON telemetry (created_at);
+
+CREATE VIEW predictions AS
+SELECT
+  r.id AS result_id,
+  r.created_at AS created_at,
+  i.source AS source,
+  i.request_id AS request_id,
+  j.record_id AS record_id,
+  i.origin AS origin,
+  r.sequence_hash AS sequence_hash,
+  j.length AS length,
+  COALESCE(
+    (SELECT group_concat(label, ', ') FROM (
+      SELECT json_extract(value, '$.label') AS label
+      FROM json_each(r.prediction, '$.localization.predicted') ORDER BY key)),
+    json_extract(r.prediction, '$.localization.top[0].label')
+  ) AS localization,
+  (SELECT group_concat(label, ', ') FROM (
+    SELECT json_extract(value, '$.label') AS label
+    FROM json_each(r.prediction, '$.go.top') ORDER BY key)) AS top_go_terms,
+  COALESCE(
+    (SELECT group_concat(label, ', ') FROM (
+      SELECT json_extract(value, '$.label') AS label
+      FROM json_each(r.prediction, '$.function.predicted') ORDER BY key)),
+    json_extract(r.prediction, '$.function.top[0].label')
+  ) AS function,
+  json_extract(r.prediction, '$.lm.logLikelihood') AS log_likelihood,
+  r.cached AS cached,
+  r.latency_ms AS latency_ms,
+  r.model_id AS model_id
+FROM results r
+JOIN jobs j ON j.id = r.job_id
+JOIN inputs i ON i.id = j.input_id;
+`;
+
+/** Migrations of this build, in version order. A migration that has shipped must never change. */
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', sql: INITIAL_SCHEMA }];
+
+/** A row of `schema_migrations`. */
+export interface SchemaMigrationRecord {
+  version: number;
+  name: string;
+  applied_at: string;
+}
+
+/** A row of `inputs`, as SQLite returns it. */
+export interface InputRecord {
+  id: number;
+  source: JobSource;
+  input_key: string;
+  request_id: string | null;
+  origin: string;
+  reply_topic: string | null;
+  correlation_data: string | null;
+  status: InputStatus;
+  created_at: string;
+  finished_at: string | null;
+}
+
+/** A row of `jobs`. `changes` is a JSON array of strings. */
+export interface JobRecord {
+  id: number;
+  input_id: number;
+  record_id: string;
+  record_index: number;
+  description: string;
+  residues: string;
+  sequence_hash: string;
+  length: number;
+  changes: string;
+  status: JobStatus;
+  attempts: number;
+  error_code: string | null;
+  error_message: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+/** A row of `results`. `prediction` is a `Prediction` as JSON and `cached` is 0 or 1. */
+export interface ResultRecord {
+  id: number;
+  job_id: number;
+  model_id: string;
+  sequence_hash: string;
+  prediction: string;
+  cached: 0 | 1;
+  latency_ms: number;
+  queue_wait_ms: number;
+  created_at: string;
+}
+
+/** A row of `rejections`: a record rejected at intake, which never became a job. */
+export interface RejectionRecord {
+  id: number;
+  input_id: number;
+  record_id: string;
+  record_index: number;
+  code: string;
+  message: string;
+  created_at: string;
+}
+
+/** A row of `outbox`. `qos` and `retain` are stored as integers. */
+export interface OutboxRecord {
+  id: number;
+  topic: string;
+  payload: string;
+  qos: 0 | 1;
+  retain: 0 | 1;
+  correlation_data: string | null;
+  created_at: string;
+}
+
+/** A row of `telemetry`. `payload` is the telemetry record as JSON. */
+export interface TelemetryRecord {
+  id: number;
+  created_at: string;
+  payload: string;
+}
+
+/** A row of the `predictions` view. */
+export interface PredictionViewRecord {
+  result_id: number;
+  created_at: string;
+  source: JobSource;
+  request_id: string | null;
+  record_id: string;
+  origin: string;
+  sequence_hash: string;
+  length: number;
+  localization: string | null;
+  top_go_terms: string | null;
+  function: string | null;
+  log_likelihood: number | null;
+  cached: 0 | 1;
+  latency_ms: number;
+  model_id: string;
+}

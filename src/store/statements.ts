@@ -1,0 +1,109 @@
+import type Database from 'better-sqlite3';
+import type { JobSource, JobStatus } from '../contracts/jobs';
+import type { InputRecord, OutboxRecord, RejectionRecord } from './migrations';
+import type { InputWithCounts, JobWithInput, OutcomeRecord } from './rows';
+
+const INPUT_WITH_COUNTS = `
+  SELECT i.*,
+    (SELECT count(*) FROM jobs j WHERE j.input_id = i.id) AS job_count,
+    (SELECT count(*) FROM rejections x WHERE x.input_id = i.id) AS rejected_count
+  FROM inputs i`;
+
+const UNFINISHED_JOBS_OF_INPUT = `SELECT 1 FROM jobs j WHERE j.input_id = i.id AND j.status IN ('pending', 'running')`;
+
+/** Prepares every statement of the store once; all values are bound parameters. */
+export function prepareStatements(db: Database.Database) {
+  return {
+    // Inputs.
+    insertInput: db.prepare<[Omit<InputRecord, 'id' | 'status' | 'finished_at'>]>(
+      `INSERT INTO inputs (source, input_key, request_id, origin, reply_topic, correlation_data, status, created_at)
+       VALUES (@source, @input_key, @request_id, @origin, @reply_topic, @correlation_data, 'open', @created_at)`,
+    ),
+    inputIdByKey: db.prepare<[string], number>('SELECT id FROM inputs WHERE input_key = ?').pluck(),
+    inputById: db.prepare<[number], InputWithCounts>(`${INPUT_WITH_COUNTS} WHERE i.id = ?`),
+    inputByKey: db.prepare<[string], InputWithCounts>(`${INPUT_WITH_COUNTS} WHERE i.input_key = ?`),
+    inputHasUnfinishedJobs: db.prepare<[number], number>(
+      `SELECT EXISTS (SELECT 1 FROM jobs WHERE input_id = ? AND status IN ('pending', 'running'))`,
+    ).pluck(),
+    completeOpenInputs: db.prepare<[{ source: JobSource | null }], InputWithCounts>(
+      `${INPUT_WITH_COUNTS}
+       WHERE i.status = 'open' AND (@source IS NULL OR i.source = @source) AND NOT EXISTS (${UNFINISHED_JOBS_OF_INPUT})
+       ORDER BY i.id`,
+    ),
+    inputStatus: db.prepare<[number], InputRecord['status']>('SELECT status FROM inputs WHERE id = ?').pluck(),
+    finishInput: db.prepare<[string, number]>(`UPDATE inputs SET status = 'finished', finished_at = ? WHERE id = ? AND status = 'open'`),
+
+    // Jobs.
+    insertJob: db.prepare<
+      [{ input_id: number; record_id: string; record_index: number; description: string; residues: string; sequence_hash: string; length: number; changes: string; created_at: string }]
+    >(
+      `INSERT INTO jobs (input_id, record_id, record_index, description, residues, sequence_hash, length, changes, status, attempts, created_at)
+       VALUES (@input_id, @record_id, @record_index, @description, @residues, @sequence_hash, @length, @changes, 'pending', 0, @created_at)`,
+    ),
+    jobIdsOfInput: db.prepare<[number], number>('SELECT id FROM jobs WHERE input_id = ? ORDER BY record_index').pluck(),
+    jobWithInput: db.prepare<[number], JobWithInput>(
+      `SELECT j.*, i.source, i.request_id, i.origin FROM jobs j JOIN inputs i ON i.id = j.input_id WHERE j.id = ?`,
+    ),
+    jobStatus: db.prepare<[number], JobStatus>('SELECT status FROM jobs WHERE id = ?').pluck(),
+    pendingJobIds: db.prepare<[number], number>(`SELECT id FROM jobs WHERE status = 'pending' ORDER BY id LIMIT ?`).pluck(),
+    claimJob: db.prepare<[string, number]>(
+      `UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ? AND status = 'pending'`,
+    ),
+    releaseJob: db.prepare<[number]>(`UPDATE jobs SET status = 'pending', started_at = NULL WHERE id = ? AND status = 'running'`),
+    requeueRunningJobs: db.prepare(`UPDATE jobs SET status = 'pending', started_at = NULL WHERE status = 'running'`),
+    markJobDone: db.prepare<[string, number]>(
+      `UPDATE jobs SET status = 'done', finished_at = ?, error_code = NULL, error_message = NULL
+       WHERE id = ? AND status IN ('pending', 'running')`,
+    ),
+    markJobFailed: db.prepare<[{ id: number; code: string; message: string; finished_at: string }]>(
+      `UPDATE jobs SET status = 'failed', finished_at = @finished_at, error_code = @code, error_message = @message
+       WHERE id = @id AND status IN ('pending', 'running')`,
+    ),
+    countJobsByStatus: db.prepare<[], { status: JobStatus; count: number }>('SELECT status, count(*) AS count FROM jobs GROUP BY status'),
+    outcomesOfInput: db.prepare<[number], OutcomeRecord>(
+      `SELECT j.id AS job_id, j.record_id, j.record_index, j.sequence_hash, j.length, j.changes, j.status,
+              j.error_code, j.error_message, j.finished_at, r.prediction, r.cached, r.latency_ms
+       FROM jobs j LEFT JOIN results r ON r.job_id = j.id
+       WHERE j.input_id = ? AND j.status IN ('done', 'failed')
+       ORDER BY j.record_index`,
+    ),
+
+    // Results. The sequence hash is copied from the job, so a result always matches its job.
+    insertResult: db.prepare<
+      [{ job_id: number; model_id: string; prediction: string; cached: 0 | 1; latency_ms: number; queue_wait_ms: number; created_at: string }]
+    >(
+      `INSERT INTO results (job_id, model_id, sequence_hash, prediction, cached, latency_ms, queue_wait_ms, created_at)
+       SELECT @job_id, @model_id, sequence_hash, @prediction, @cached, @latency_ms, @queue_wait_ms, @created_at
+       FROM jobs WHERE id = @job_id`,
+    ),
+    latestPrediction: db.prepare<[string, string], string>(
+      'SELECT prediction FROM results WHERE sequence_hash = ? AND model_id = ? ORDER BY id DESC LIMIT 1',
+    ).pluck(),
+
+    // Rejections.
+    insertRejection: db.prepare<[Omit<RejectionRecord, 'id'>]>(
+      `INSERT INTO rejections (input_id, record_id, record_index, code, message, created_at)
+       VALUES (@input_id, @record_id, @record_index, @code, @message, @created_at)`,
+    ),
+    rejectionsOfInput: db.prepare<[number], RejectionRecord>('SELECT * FROM rejections WHERE input_id = ? ORDER BY record_index, id'),
+
+    // Outbox.
+    insertOutbox: db.prepare<[Omit<OutboxRecord, 'id'>]>(
+      `INSERT INTO outbox (topic, payload, qos, retain, correlation_data, created_at)
+       VALUES (@topic, @payload, @qos, @retain, @correlation_data, @created_at)`,
+    ),
+    peekOutbox: db.prepare<[number], OutboxRecord>('SELECT * FROM outbox ORDER BY id LIMIT ?'),
+    deleteOutbox: db.prepare<[number]>('DELETE FROM outbox WHERE id = ?'),
+    countOutbox: db.prepare<[], number>('SELECT count(*) FROM outbox').pluck(),
+    trimOutbox: db.prepare<[number]>('DELETE FROM outbox WHERE id NOT IN (SELECT id FROM outbox ORDER BY id DESC LIMIT ?)'),
+
+    // Telemetry.
+    insertTelemetry: db.prepare<[string, string]>('INSERT INTO telemetry (created_at, payload) VALUES (?, ?)'),
+    pruneTelemetry: db.prepare<[string]>('DELETE FROM telemetry WHERE created_at < ?'),
+
+    checkpointPassive: db.prepare<[], { busy: number; log: number; checkpointed: number }>('PRAGMA wal_checkpoint(PASSIVE)'),
+    checkpointTruncate: db.prepare<[], { busy: number; log: number; checkpointed: number }>('PRAGMA wal_checkpoint(TRUNCATE)'),
+  };
+}
+
+export type Statements = ReturnType<typeof prepareStatements>;

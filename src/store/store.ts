@@ -1,0 +1,380 @@
+import type Database from 'better-sqlite3';
+import type { JobSource, JobStatus, NewInput, NewJob, RejectedRecord } from '../contracts/jobs';
+import type { Prediction } from '../contracts/prediction';
+import type { EnqueueResult, InputRow, JobOutcome, JobResult, JobRow, OutboxMessage, OutboxRow } from '../contracts/store';
+import type { Logger } from '../log';
+import { openDatabase, withSynchronousFull } from './db';
+import { JobStateError } from './errors';
+import { toInputRow, toJobOutcome, toJobRow, toOutboxRow, toRejectedRecord } from './rows';
+import { prepareStatements, type Statements } from './statements';
+
+export interface StoreOptions {
+  /** Path of the SQLite file; `databaseFile(folders.data)` gives the usual one. */
+  file: string;
+  logger: Logger;
+  clock?: () => Date;
+}
+
+/** Connection, prepared statements and transaction functions, which exist only while the store is open. */
+interface OpenState {
+  db: Database.Database;
+  statements: Statements;
+  enqueue: Database.Transaction<(input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) => EnqueueResult>;
+  claim: Database.Transaction<(limit: number) => JobRow[]>;
+  release: Database.Transaction<(jobIds: number[]) => number>;
+  complete: Database.Transaction<(jobId: number, result: JobResult, publications: OutboxMessage[]) => void>;
+  fail: Database.Transaction<(jobId: number, code: string, message: string, publications: OutboxMessage[]) => void>;
+  finish: Database.Transaction<(inputId: number, publications: OutboxMessage[]) => boolean>;
+}
+
+/**
+ * The daemon's SQLite database: inputs, jobs, results, rejected records, the MQTT outbox and
+ * telemetry. The daemon keeps one Store per file as its only writer. Every method is synchronous (better-sqlite3), and
+ * every method except `open` and `close` requires an open store.
+ */
+export class Store {
+  readonly file: string;
+  private readonly logger: Logger;
+  private readonly clock: () => Date;
+  private state: OpenState | null = null;
+
+  constructor(options: StoreOptions) {
+    this.file = options.file;
+    this.logger = options.logger.child({ component: 'store' });
+    this.clock = options.clock ?? (() => new Date());
+  }
+
+  /** Opens the file, checks its integrity, applies missing migrations and prepares the statements. */
+  open(): void {
+    if (this.state !== null) throw new Error(`store ${this.file} is already open`);
+
+    const { db, schemaVersion, appliedVersions } = openDatabase(this.file, this.logger, this.clock);
+    let statements: Statements;
+    try {
+      statements = prepareStatements(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    this.state = {
+      db,
+      statements,
+      enqueue: db.transaction((input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) =>
+        this.enqueueInTransaction(statements, input, jobs, rejected, publications),
+      ),
+      claim: db.transaction((limit: number) => this.claimInTransaction(statements, limit)),
+      release: db.transaction((jobIds: number[]) => jobIds.reduce((count, id) => count + statements.releaseJob.run(id).changes, 0)),
+      complete: db.transaction((jobId: number, result: JobResult, publications: OutboxMessage[]) =>
+        this.completeInTransaction(statements, jobId, result, publications),
+      ),
+      fail: db.transaction((jobId: number, code: string, message: string, publications: OutboxMessage[]) =>
+        this.failInTransaction(statements, jobId, code, message, publications),
+      ),
+      finish: db.transaction((inputId: number, publications: OutboxMessage[]) =>
+        this.finishInTransaction(statements, inputId, publications),
+      ),
+    };
+    this.logger.info({ file: this.file, schemaVersion, appliedMigrations: appliedVersions }, 'database opened');
+  }
+
+  /**
+   * Checkpoints the WAL into the database file (TRUNCATE) and closes the connection. Safe to
+   * call twice. The checkpoint waits up to BUSY_TIMEOUT_MS for outside readers to finish.
+   */
+  close(): void {
+    const state = this.state;
+    if (state === null) return;
+    this.state = null;
+
+    // An incomplete checkpoint loses nothing: the commits stay in the WAL for the next open.
+    try {
+      const outcome = state.statements.checkpointTruncate.get();
+      if (outcome !== undefined && outcome.busy !== 0) {
+        this.logger.warn({ file: this.file, ...outcome }, 'WAL checkpoint at close incomplete because a reader is active');
+      }
+    } catch (err) {
+      this.logger.warn({ err, file: this.file }, 'WAL checkpoint at close failed');
+    }
+    state.db.close();
+    this.logger.info({ file: this.file }, 'database closed');
+  }
+
+  /**
+   * Stores an input with its jobs, rejected records and messages in one durable transaction.
+   * When an input with the same key exists, inserts nothing and returns its id and job ids.
+   * An input without jobs is stored as open too, so the caller finishes it with `finishInput`.
+   */
+  enqueueInput(input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]): EnqueueResult {
+    const state = this.requireOpen();
+    const result = withSynchronousFull(state.db, () => state.enqueue.immediate(input, jobs, rejected, publications));
+    if (result.inserted) {
+      this.logger.debug({ inputId: result.inputId, jobs: jobs.length, rejected: rejected.length }, 'input stored');
+    } else {
+      this.logger.debug({ inputId: result.inputId, inputKey: input.inputKey }, 'input already stored');
+    }
+    return result;
+  }
+
+  /** Moves jobs that a previous process left running back to pending. Returns the number moved. */
+  requeueRunningJobs(): number {
+    return this.requireOpen().statements.requeueRunningJobs.run().changes;
+  }
+
+  /** Marks up to `limit` pending jobs as running, oldest id first, and returns them. */
+  claimPendingJobs(limit: number): JobRow[] {
+    checkCount('limit', limit);
+    return this.requireOpen().claim.immediate(limit);
+  }
+
+  /**
+   * Moves running jobs back to pending, for a graceful stop. Jobs in another status are left
+   * unchanged. `attempts` keeps counting the claim.
+   */
+  releaseJobs(jobIds: number[]): void {
+    if (jobIds.length === 0) return;
+    const released = this.requireOpen().release.immediate(jobIds);
+    if (released < jobIds.length) {
+      this.logger.warn({ requested: jobIds.length, released }, 'some released jobs were not running');
+    }
+  }
+
+  /** Returns the prediction of the latest result for this sequence hash and model, or null. */
+  findCachedPrediction(sequenceHash: string, modelId: string): Prediction | null {
+    const json = this.requireOpen().statements.latestPrediction.get(sequenceHash, modelId);
+    return json === undefined ? null : (JSON.parse(json) as Prediction);
+  }
+
+  /**
+   * Stores the result, marks the job done and adds the messages, in one durable transaction.
+   * Throws JobStateError unless the job is pending or running.
+   */
+  completeJob(jobId: number, result: JobResult, publications: OutboxMessage[]): void {
+    const state = this.requireOpen();
+    withSynchronousFull(state.db, () => state.complete.immediate(jobId, result, publications));
+  }
+
+  /**
+   * Marks the job failed with an error code and message and adds the messages, in one durable
+   * transaction. Throws JobStateError unless the job is pending or running.
+   */
+  failJob(jobId: number, code: string, message: string, publications: OutboxMessage[]): void {
+    const state = this.requireOpen();
+    withSynchronousFull(state.db, () => state.fail.immediate(jobId, code, message, publications));
+  }
+
+  getInput(inputId: number): InputRow | null {
+    const record = this.requireOpen().statements.inputById.get(inputId);
+    return record === undefined ? null : toInputRow(record);
+  }
+
+  findInputByKey(inputKey: string): InputRow | null {
+    const record = this.requireOpen().statements.inputByKey.get(inputKey);
+    return record === undefined ? null : toInputRow(record);
+  }
+
+  /** True when the input exists and none of its jobs is pending or running. */
+  isInputComplete(inputId: number): boolean {
+    const { statements } = this.requireOpen();
+    if (statements.inputStatus.get(inputId) === undefined) return false;
+    return statements.inputHasUnfinishedJobs.get(inputId) === 0;
+  }
+
+  /** Returns the open inputs, oldest first, that have no pending or running job. */
+  listCompleteOpenInputs(source?: JobSource): InputRow[] {
+    const records = this.requireOpen().statements.completeOpenInputs.all({ source: source ?? null });
+    return records.map(toInputRow);
+  }
+
+  /**
+   * Returns the done and failed jobs of the input with their result or error, by record index.
+   * Jobs still pending or running are left out, so check `isInputComplete` first.
+   */
+  inputOutcomes(inputId: number): JobOutcome[] {
+    return this.requireOpen().statements.outcomesOfInput.all(inputId).map(toJobOutcome);
+  }
+
+  /** Returns the records of the input rejected at intake, by record index. */
+  inputRejections(inputId: number): RejectedRecord[] {
+    return this.requireOpen().statements.rejectionsOfInput.all(inputId).map(toRejectedRecord);
+  }
+
+  /**
+   * Marks an open input finished and adds the messages, in one durable transaction. Returns
+   * false, and adds nothing, when the input is already finished. Throws when it does not exist.
+   */
+  finishInput(inputId: number, publications: OutboxMessage[]): boolean {
+    const state = this.requireOpen();
+    return withSynchronousFull(state.db, () => state.finish.immediate(inputId, publications));
+  }
+
+  /** Returns up to `limit` outbox messages, oldest first. */
+  peekOutbox(limit: number): OutboxRow[] {
+    checkCount('limit', limit);
+    return this.requireOpen().statements.peekOutbox.all(limit).map(toOutboxRow);
+  }
+
+  deleteOutbox(id: number): void {
+    this.requireOpen().statements.deleteOutbox.run(id);
+  }
+
+  countOutbox(): number {
+    return this.requireOpen().statements.countOutbox.get() ?? 0;
+  }
+
+  /** Deletes the oldest outbox messages beyond the newest `maxRows`. Returns the number deleted. */
+  trimOutbox(maxRows: number): number {
+    checkCount('maxRows', maxRows);
+    return this.requireOpen().statements.trimOutbox.run(maxRows).changes;
+  }
+
+  /** Returns the number of jobs in each status, with 0 for a status that has none. */
+  countJobsByStatus(): Record<JobStatus, number> {
+    const counts: Record<JobStatus, number> = { pending: 0, running: 0, done: 0, failed: 0 };
+    for (const row of this.requireOpen().statements.countJobsByStatus.all()) counts[row.status] = row.count;
+    return counts;
+  }
+
+  /** Stores one telemetry record. A CHECK constraint rejects a `payload` that is not valid JSON. */
+  insertTelemetry(createdAt: Date, payload: string): void {
+    this.requireOpen().statements.insertTelemetry.run(createdAt.toISOString(), payload);
+  }
+
+  /** Deletes telemetry rows created before `olderThan`. Returns the number deleted. */
+  pruneTelemetry(olderThan: Date): number {
+    return this.requireOpen().statements.pruneTelemetry.run(olderThan.toISOString()).changes;
+  }
+
+  /**
+   * Copies committed WAL pages into the database file without waiting for readers
+   * (PASSIVE). Run when idle, so outside readers cannot make the WAL grow without bound.
+   */
+  checkpoint(): void {
+    const outcome = this.requireOpen().statements.checkpointPassive.get();
+    this.logger.debug({ ...outcome }, 'WAL checkpoint');
+  }
+
+  private requireOpen(): OpenState {
+    if (this.state === null) throw new Error(`store ${this.file} is not open; call open() first`);
+    return this.state;
+  }
+
+  private enqueueInTransaction(
+    statements: Statements,
+    input: NewInput,
+    jobs: NewJob[],
+    rejected: RejectedRecord[],
+    publications: OutboxMessage[],
+  ): EnqueueResult {
+    const existingId = statements.inputIdByKey.get(input.inputKey);
+    if (existingId !== undefined) {
+      return { inputId: existingId, inserted: false, jobIds: statements.jobIdsOfInput.all(existingId) };
+    }
+
+    const createdAt = this.clock().toISOString();
+    const inputId = Number(
+      statements.insertInput.run({
+        source: input.source,
+        input_key: input.inputKey,
+        request_id: input.requestId,
+        origin: input.origin,
+        reply_topic: input.reply?.responseTopic ?? null,
+        correlation_data: input.reply?.correlationData ?? null,
+        created_at: createdAt,
+      }).lastInsertRowid,
+    );
+
+    const jobIds = jobs.map((job) =>
+      Number(
+        statements.insertJob.run({
+          input_id: inputId,
+          record_id: job.recordId,
+          record_index: job.recordIndex,
+          description: job.description,
+          residues: job.sequence.residues,
+          sequence_hash: job.sequence.sequenceHash,
+          length: job.sequence.residues.length,
+          changes: JSON.stringify(job.sequence.changes),
+          created_at: createdAt,
+        }).lastInsertRowid,
+      ),
+    );
+
+    for (const record of rejected) {
+      statements.insertRejection.run({
+        input_id: inputId,
+        record_id: record.recordId,
+        record_index: record.recordIndex,
+        code: record.code,
+        message: record.message,
+        created_at: createdAt,
+      });
+    }
+    insertPublications(statements, publications, createdAt);
+    return { inputId, inserted: true, jobIds };
+  }
+
+  private claimInTransaction(statements: Statements, limit: number): JobRow[] {
+    const startedAt = this.clock().toISOString();
+    const ids = statements.pendingJobIds.all(limit);
+    for (const id of ids) statements.claimJob.run(startedAt, id);
+    return ids.map((id) => readJob(statements, id));
+  }
+
+  private completeInTransaction(statements: Statements, jobId: number, result: JobResult, publications: OutboxMessage[]): void {
+    const finishedAt = this.clock().toISOString();
+    if (statements.markJobDone.run(finishedAt, jobId).changes === 0) {
+      throw new JobStateError(jobId, statements.jobStatus.get(jobId) ?? null, 'complete');
+    }
+
+    statements.insertResult.run({
+      job_id: jobId,
+      model_id: result.modelId,
+      prediction: JSON.stringify(result.prediction),
+      cached: result.cached ? 1 : 0,
+      latency_ms: result.latencyMs,
+      queue_wait_ms: result.queueWaitMs,
+      created_at: finishedAt,
+    });
+    insertPublications(statements, publications, finishedAt);
+  }
+
+  private failInTransaction(statements: Statements, jobId: number, code: string, message: string, publications: OutboxMessage[]): void {
+    const finishedAt = this.clock().toISOString();
+    const changes = statements.markJobFailed.run({ id: jobId, code, message, finished_at: finishedAt }).changes;
+    if (changes === 0) throw new JobStateError(jobId, statements.jobStatus.get(jobId) ?? null, 'fail');
+    insertPublications(statements, publications, finishedAt);
+  }
+
+  private finishInTransaction(statements: Statements, inputId: number, publications: OutboxMessage[]): boolean {
+    const finishedAt = this.clock().toISOString();
+    if (statements.finishInput.run(finishedAt, inputId).changes === 0) {
+      if (statements.inputStatus.get(inputId) === undefined) throw new Error(`cannot finish input ${inputId}: input not found`);
+      return false;
+    }
+    insertPublications(statements, publications, finishedAt);
+    return true;
+  }
+}
+
+function insertPublications(statements: Statements, publications: OutboxMessage[], createdAt: string): void {
+  for (const message of publications) {
+    statements.insertOutbox.run({
+      topic: message.topic,
+      payload: message.payload,
+      qos: message.qos,
+      retain: message.retain ? 1 : 0,
+      correlation_data: message.correlationData ?? null,
+      created_at: createdAt,
+    });
+  }
+}
+
+function readJob(statements: Statements, id: number): JobRow {
+  const record = statements.jobWithInput.get(id);
+  if (record === undefined) throw new Error(`job ${id} not found after it was claimed`);
+  return toJobRow(record);
+}
+
+function checkCount(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 0) throw new RangeError(`${name} must be a non-negative integer, got ${value}`);
+}
