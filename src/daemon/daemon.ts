@@ -1,0 +1,242 @@
+import path from 'node:path';
+import type { ResolvedConfig } from '../config/load';
+import type { Logger } from '../log';
+import { buildTopics, type Topics } from '../contracts/topics';
+import { Store } from '../store/store';
+import { InferenceEngine } from '../inference/engine';
+import { EmbeddedBroker, isBrokerListening } from '../mqtt/broker';
+import { MqttConnection } from '../mqtt/connection';
+import { OutboxPublisher } from '../mqtt/publisher';
+import { InboxWatcher } from '../intake/inbox';
+import { Metrics } from '../telemetry/metrics';
+import { TelemetrySampler } from '../telemetry/sampler';
+import { JobProcessor } from '../queue/processor';
+import { RequestIntake } from './mqtt-requests';
+import { brokerUrl, planBroker } from './broker-choice';
+
+/** Jobs sent to the model at once. */
+const BATCH_SIZE = 8;
+const BROKER_PROBE_TIMEOUT_MS = 500;
+const OUTBOX_MAX_PER_SECOND = 200;
+
+/** Name and handle of a started component, stopped in reverse order. */
+interface Started {
+  name: string;
+  stop: () => Promise<void> | void;
+}
+
+/** Where the running daemon can be reached; for logs and tests. */
+export interface DaemonEndpoints {
+  brokerUrl: string;
+  embeddedBroker: boolean;
+  topics: Topics;
+  databaseFile: string;
+  modelId: string;
+}
+
+/**
+ * The composition root: builds every component from the configuration, starts them in
+ * dependency order and stops them in reverse.
+ */
+export class Daemon {
+  private readonly started: Started[] = [];
+  private readonly logger: Logger;
+  private endpointsValue: DaemonEndpoints | null = null;
+  private stopping: Promise<void> | null = null;
+
+  constructor(
+    private readonly config: ResolvedConfig,
+    logger: Logger,
+  ) {
+    this.logger = logger.child({ component: 'daemon' });
+  }
+
+  get endpoints(): DaemonEndpoints {
+    if (!this.endpointsValue) throw new Error('the daemon is not started');
+    return this.endpointsValue;
+  }
+
+  async start(): Promise<DaemonEndpoints> {
+    try {
+      return await this.startComponents();
+    } catch (err) {
+      await this.stopComponents();
+      throw err;
+    }
+  }
+
+  /** Stops every component in reverse order; safe to call more than once. */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopComponents();
+    return this.stopping;
+  }
+
+  private async startComponents(): Promise<DaemonEndpoints> {
+    const { config } = this;
+    const root = this.logger;
+    const topics = buildTopics(config.mqtt.baseTopic, config.deviceId);
+
+    const store = new Store({ file: path.join(config.folders.data, 'bitnet-edge.db'), logger: root });
+    store.open();
+    this.started.push({ name: 'store', stop: () => store.close() });
+
+    const engine = new InferenceEngine({ modelDir: config.model.dir, intraOpThreads: config.model.intraOpThreads, logger: root });
+    await engine.start();
+    this.started.push({ name: 'inference', stop: () => engine.stop() });
+    root.info({ modelId: engine.modelId, modelDir: config.model.dir }, 'model loaded');
+
+    const url = await this.startBroker();
+    const metrics = new Metrics();
+
+    // Late-bound so the processor, the intake paths and the publisher can wake each other.
+    let processor: JobProcessor | null = null;
+    let publisher: OutboxPublisher | null = null;
+    let inbox: InboxWatcher | null = null;
+    const onCommitted = (): void => publisher?.notify();
+    const onJobsQueued = (): void => {
+      processor?.notify();
+      publisher?.notify();
+    };
+
+    const requests = new RequestIntake({
+      store,
+      topics,
+      maxPayloadBytes: config.mqtt.maxPayloadBytes,
+      minLength: config.sequence.minLength,
+      logger: root,
+      onCommitted: onJobsQueued,
+      onReceived: (records, rejected) => {
+        metrics.recordReceived(records);
+        if (rejected > 0) metrics.recordRejected(rejected);
+      },
+    });
+
+    const connection = new MqttConnection({
+      url,
+      options: config.mqtt,
+      topics,
+      logger: root,
+      onRequest: (request) => requests.handle(request),
+      onConnect: () => publisher?.notify(),
+    });
+    await connection.start();
+    this.started.push({ name: 'mqtt', stop: () => connection.stop() });
+
+    publisher = new OutboxPublisher({ store, connection, logger: root, maxPerSecond: OUTBOX_MAX_PER_SECOND, batchSize: 50 });
+    publisher.start();
+    const startedPublisher = publisher;
+    this.started.push({ name: 'publisher', stop: () => startedPublisher.stop() });
+
+    processor = new JobProcessor({
+      store,
+      predictor: engine,
+      topics,
+      metrics,
+      logger: root,
+      batchSize: BATCH_SIZE,
+      onCommitted,
+      onInboxInputComplete: () => {
+        void inbox?.finalizeCompletedInputs().catch((err: unknown) => root.error({ err }, 'finalizing inbox files failed'));
+      },
+    });
+
+    if (config.inbox.enabled) {
+      inbox = new InboxWatcher({
+        folders: config.folders,
+        settleMs: config.inbox.settleMs,
+        rescanMs: config.inbox.rescanMs,
+        maxFileBytes: config.inbox.maxFileBytes,
+        minLength: config.sequence.minLength,
+        logger: root,
+        store,
+        topics,
+        onJobsQueued,
+        onInputStored: ({ jobs, rejected }) => {
+          metrics.recordReceived(jobs);
+          if (rejected > 0) metrics.recordRejected(rejected);
+          publisher?.notify();
+        },
+      });
+      await inbox.start();
+      const startedInbox = inbox;
+      this.started.push({ name: 'inbox', stop: () => startedInbox.stop() });
+    }
+
+    processor.start();
+    const startedProcessor = processor;
+    this.started.push({ name: 'processor', stop: () => startedProcessor.stop() });
+
+    const sampler = new TelemetrySampler({
+      intervalMs: config.telemetry.intervalMs,
+      retentionHours: config.telemetry.retentionHours,
+      deviceId: config.deviceId,
+      modelId: engine.modelId,
+      topic: topics.telemetry,
+      power: { idleWatts: config.telemetry.idleWatts, maxWatts: config.telemetry.maxWatts },
+      counters: () => ({ ...metrics.snapshot(), pendingJobs: pendingJobs(store.countJobsByStatus()), outboxDepth: store.countOutbox() }),
+      store,
+      publish: (topic, payload) => connection.publishVolatile(topic, payload),
+      logger: root,
+    });
+    sampler.start();
+    this.started.push({ name: 'telemetry', stop: () => sampler.stop() });
+
+    this.endpointsValue = {
+      brokerUrl: url,
+      embeddedBroker: this.started.some((item) => item.name === 'broker'),
+      topics,
+      databaseFile: store.file,
+      modelId: engine.modelId,
+    };
+    root.info({ ...this.endpointsValue, deviceId: config.deviceId, inbox: config.folders.inbox }, 'daemon started');
+    return this.endpointsValue;
+  }
+
+  /** Embeds a broker or picks the configured one, and returns the URL to connect to. */
+  private async startBroker(): Promise<string> {
+    const plan = planBroker(this.config.mqtt);
+    if (plan.kind === 'external') {
+      this.logger.info({ url: redactUrl(plan.url) }, 'using external MQTT broker');
+      return plan.url;
+    }
+    if (plan.kind === 'probe-then-embed' && (await isBrokerListening(plan.probeHost, plan.probePort, BROKER_PROBE_TIMEOUT_MS))) {
+      this.logger.info({ url: redactUrl(plan.url) }, 'a broker already listens on the configured port; using it');
+      return plan.url;
+    }
+
+    // The broker's own limit closes the sender's connection without a reply (MQTT 3.1.1 has no
+    // negative ack), so it sits above the request limit and oversized requests still get an error.
+    const brokerLimit = 2 * this.config.mqtt.maxPayloadBytes;
+    const broker = new EmbeddedBroker({ host: plan.host, port: plan.port, logger: this.logger, maxPayloadBytes: brokerLimit });
+    const address = await broker.start();
+    this.started.push({ name: 'broker', stop: () => broker.stop() });
+    this.logger.info(address, 'embedded MQTT broker listening');
+    return brokerUrl(address.host, address.port);
+  }
+
+  private async stopComponents(): Promise<void> {
+    while (this.started.length > 0) {
+      const component = this.started.pop()!;
+      try {
+        await component.stop();
+      } catch (err) {
+        this.logger.error({ err, component: component.name }, 'stopping a component failed');
+      }
+    }
+  }
+}
+
+function pendingJobs(counts: Record<string, number>): number {
+  return (counts.pending ?? 0) + (counts.running ?? 0);
+}
+
+/** Drops the password from a broker URL before it is logged. */
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(invalid URL)';
+  }
+}
