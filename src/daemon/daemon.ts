@@ -83,7 +83,17 @@ export class Daemon {
     const engine = new InferenceEngine({ modelDir: config.model.dir, intraOpThreads: config.model.intraOpThreads, logger: root });
     await engine.start();
     this.started.push({ name: 'inference', stop: () => engine.stop() });
-    root.info({ modelId: engine.modelId, modelDir: config.model.dir }, 'model loaded');
+    // A crashed worker leaves the engine stopped; the next batch starts a fresh one.
+    const predictor = {
+      modelId: engine.modelId,
+      predict: async (residues: string[]) => {
+        if (!engine.running) {
+          root.warn({ modelId: engine.modelId }, 'restarting the inference worker');
+          await engine.start();
+        }
+        return engine.predict(residues);
+      },
+    };
 
     const url = await this.startBroker();
     const metrics = new Metrics();
@@ -129,7 +139,7 @@ export class Daemon {
 
     processor = new JobProcessor({
       store,
-      predictor: engine,
+      predictor,
       topics,
       metrics,
       logger: root,

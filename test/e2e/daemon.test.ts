@@ -149,6 +149,7 @@ describe('daemon end to end', () => {
     expect(record).toHaveProperty('schemaVersion');
     expect(record).toHaveProperty('modelId', harness.endpoints.modelId);
     expect(record).toHaveProperty('power.source');
-    expect(record).toHaveProperty('latency');
+    expect(record).toHaveProperty('latencyMs.total.p99');
+    expect(record).toHaveProperty('queue.pendingJobs');
   });
 });

@@ -5,6 +5,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { freePort } from '../support/ports';
 import { MqttProbe, waitUntil } from '../support/mqtt-probe';
+import { isBrokerListening } from '../../src/mqtt/broker';
 
 const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 const RECORDS = 300;
@@ -56,14 +57,25 @@ function countJobs(dbFile: string): Record<string, number> {
   }
 }
 
+/** Resolves once the daemon's embedded broker accepts connections. */
+async function waitForBroker(port: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!(await isBrokerListening('127.0.0.1', port, 500))) {
+    if (Date.now() > deadline) throw new Error(`no broker on port ${port}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 describe('stop and restart', () => {
   let dir: string;
+  const children: ChildProcess[] = [];
 
   beforeAll(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'bitnet-restart-'));
   });
 
   afterAll(() => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -74,11 +86,11 @@ describe('stop and restart', () => {
     writeFileSync(path.join(dir, 'batch.tmp'), syntheticFasta(RECORDS, 400));
 
     const first = startDaemon(dir, port);
+    children.push(first);
     const firstExit = exitOf(first);
-    await waitUntil(() => existsSync(dbFile), 30_000, 'database file');
+    await waitForBroker(port);
 
     const probe = new MqttProbe(`mqtt://127.0.0.1:${port}`);
-    await waitUntil(() => existsSync(path.join(dir, 'inbox')), 10_000, 'inbox folder');
     await probe.connect(['bitnet-edge/restart-test/status']);
     renameSync(path.join(dir, 'batch.tmp'), path.join(dir, 'inbox', 'batch.fasta'));
 
@@ -93,6 +105,7 @@ describe('stop and restart', () => {
     expect(atStop.pending ?? 0).toBeGreaterThan(0);
 
     const second = startDaemon(dir, port);
+    children.push(second);
     const secondExit = exitOf(second);
     await waitUntil(() => existsSync(path.join(dir, 'done', 'batch.fasta')), 120_000, 'batch.fasta in done/');
     second.kill('SIGTERM');

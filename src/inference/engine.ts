@@ -1,0 +1,291 @@
+import path from 'node:path';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
+import type { Prediction } from '../contracts/prediction';
+import type { Logger } from '../log';
+import { packBatch, planBatches, type BatchLimits, type PackedBatch } from './batching';
+import { checkGraph, headOutputs } from './graph-check';
+import { loadModelPackage, type Manifest, type ModelPackage } from './manifest';
+import { buildPredictions, createPostprocessContext, type PostprocessContext } from './postprocess';
+import type { GraphInfo, RunRequest, RunResult, WorkerInit, WorkerMessage } from './protocol';
+import { Tokenizer } from './tokenizer';
+import { resolveWorkerScript } from './worker-script';
+
+export interface InferenceEngineOptions {
+  /** Model folder with manifest.json and the ONNX graph it names. */
+  modelDir: string;
+  /** onnxruntime intra-op threads. 0 lets onnxruntime choose. */
+  intraOpThreads: number;
+  logger: Logger;
+  /** Maximum number of sequences in one model run, 8 by default. */
+  maxBatchSize?: number;
+  /** Maximum number of tokens in one model run, padding included, 4096 (8 × 512) by default. */
+  maxBatchTokens?: number;
+  /** Factory of the worker thread, so that tests can keep a handle on it. */
+  createWorker?: (script: string, options: WorkerOptions) => Worker;
+}
+
+/** Counters since the engine was created, warm-up runs excluded. */
+export interface InferenceStats {
+  /** Sequences run through the model. */
+  inferences: number;
+  /** Model runs (batches). */
+  batches: number;
+  /** Mean time of one model run inside the worker, in ms, or 0 before the first run. */
+  meanRunMs: number;
+}
+
+interface PendingRun {
+  resolve: (result: RunResult) => void;
+  reject: (err: Error) => void;
+}
+
+/** A worker thread and the runs still waiting for its result. */
+interface WorkerHandle {
+  worker: Worker;
+  pending: Map<number, PendingRun>;
+  /** Set when the engine terminates the worker on purpose. */
+  stopping: boolean;
+  /** The uncaught error the worker reported before it exited, if any. */
+  lastError: Error | null;
+}
+
+interface LoadedModel {
+  pkg: ModelPackage;
+  tokenizer: Tokenizer;
+  postprocess: PostprocessContext;
+}
+
+/** A one-residue sequence run at start, so a graph whose outputs do not fit the manifest fails there. */
+const WARM_UP_RESIDUES = 'M';
+
+/**
+ * Runs the model in a worker thread. Sequences of one predict call are grouped by length into
+ * batches padded on the right (see planBatches). A worker crash rejects the runs it owed with an
+ * error, and start() can then be called again.
+ */
+export class InferenceEngine {
+  private readonly log: Logger;
+  private readonly limits: BatchLimits;
+  private model: LoadedModel | null = null;
+  private handle: WorkerHandle | null = null;
+  private starting: Promise<void> | null = null;
+  private nextRequestId = 1;
+  private readonly totals = { inferences: 0, batches: 0, runMs: 0 };
+
+  constructor(private readonly options: InferenceEngineOptions) {
+    this.log = options.logger.child({ component: 'inference' });
+    this.limits = { maxBatchSize: options.maxBatchSize ?? 8, maxBatchTokens: options.maxBatchTokens ?? 4096 };
+  }
+
+  /** `sha256:<hex>` of the loaded graph. Throws before the first successful start(). */
+  get modelId(): string {
+    return this.requireModel().pkg.modelId;
+  }
+
+  /** The loaded model's manifest. Throws before the first successful start(). */
+  get manifest(): Manifest {
+    return this.requireModel().pkg.manifest;
+  }
+
+  /** Maximum number of residues the model reads from one sequence. Longer sequences are truncated. */
+  get maxResidues(): number {
+    return this.requireModel().tokenizer.maxResidues;
+  }
+
+  /** True between a successful start() and stop() or a worker crash. */
+  get running(): boolean {
+    return this.handle !== null;
+  }
+
+  get stats(): InferenceStats {
+    const { inferences, batches, runMs } = this.totals;
+    return { inferences, batches, meanRunMs: batches > 0 ? runMs / batches : 0 };
+  }
+
+  /**
+   * Loads and checks the model package, starts the worker and waits until the graph is loaded,
+   * checked against the manifest and warmed up. Does nothing when already running. Rejects with
+   * an error naming the model folder.
+   */
+  start(): Promise<void> {
+    if (this.handle) return Promise.resolve();
+    if (!this.starting) {
+      this.starting = this.load().finally(() => {
+        this.starting = null;
+      });
+    }
+    return this.starting;
+  }
+
+  /** Terminates the worker and rejects the runs still pending. Safe to call more than once. */
+  async stop(): Promise<void> {
+    if (this.starting) await this.starting.catch(() => undefined);
+    const handle = this.handle;
+    if (!handle) return;
+
+    this.handle = null;
+    await this.terminate(handle);
+    this.log.info('inference worker stopped');
+  }
+
+  /**
+   * Predicts every sequence of upper-case residues, in input order. Sequences longer than
+   * maxResidues are truncated, and their Prediction has `truncated: true`. Rejects when the engine is not
+   * running, a sequence is empty, or the model run fails.
+   */
+  async predict(residues: string[]): Promise<Prediction[]> {
+    const model = this.requireModel();
+    if (!this.handle) throw new Error('inference engine is not running; call start() first');
+
+    const emptyIndex = residues.findIndex((sequence) => sequence.length === 0);
+    if (emptyIndex >= 0) throw new Error(`sequence ${emptyIndex} is empty; the model needs at least one residue`);
+
+    return this.runSequences(model, this.handle, residues, true);
+  }
+
+  private async runSequences(
+    model: LoadedModel,
+    handle: WorkerHandle,
+    residues: string[],
+    counted: boolean,
+  ): Promise<Prediction[]> {
+    const encoded = residues.map((sequence) => model.tokenizer.encode(sequence));
+    const batches = planBatches(encoded.map((sequence) => sequence.ids.length), this.limits);
+    const predictions: Prediction[] = new Array<Prediction>(residues.length);
+
+    await Promise.all(
+      batches.map(async (indices) => {
+        const members = indices.map((index) => encoded[index]);
+        const packed = packBatch(members.map((sequence) => sequence.ids), model.pkg.manifest.tokenizer.padId);
+        const { outputs } = await this.run(handle, packed, counted);
+        const batchPredictions = buildPredictions(model.postprocess, outputs, members, packed.seqLength);
+        indices.forEach((index, row) => {
+          predictions[index] = batchPredictions[row]!;
+        });
+      }),
+    );
+    return predictions;
+  }
+
+  private requireModel(): LoadedModel {
+    if (!this.model) throw new Error('no model loaded; call start() first');
+    return this.model;
+  }
+
+  private async load(): Promise<void> {
+    const modelDir = path.resolve(this.options.modelDir);
+    let handle: WorkerHandle | null = null;
+
+    try {
+      const pkg = await loadModelPackage(modelDir);
+      const started = this.spawn(pkg);
+      handle = started.handle;
+      const graph = await started.ready;
+      checkGraph(pkg, graph);
+
+      const model: LoadedModel = {
+        pkg,
+        tokenizer: new Tokenizer(pkg.manifest.tokenizer),
+        postprocess: createPostprocessContext(pkg),
+      };
+      await this.runSequences(model, handle, [WARM_UP_RESIDUES], false);
+      this.model = model;
+      this.handle = handle;
+    } catch (err) {
+      if (handle) await this.terminate(handle);
+      const message = `cannot start inference with the model in ${modelDir}: ${(err as Error).message}`;
+      throw new Error(message, { cause: err });
+    }
+
+    const { pkg } = this.model;
+    this.log.info(
+      { modelDir, modelName: pkg.manifest.name, modelId: pkg.modelId, intraOpThreads: this.options.intraOpThreads },
+      'model loaded',
+    );
+  }
+
+  private spawn(pkg: ModelPackage): { handle: WorkerHandle; ready: Promise<GraphInfo> } {
+    const init: WorkerInit = {
+      onnxPath: pkg.onnxPath,
+      intraOpThreads: this.options.intraOpThreads,
+      inputIdsName: pkg.manifest.inputs.inputIds,
+      attentionMaskName: pkg.manifest.inputs.attentionMask,
+      outputNames: headOutputs(pkg).map((head) => head.output),
+    };
+    const createWorker = this.options.createWorker ?? ((script, options) => new Worker(script, options));
+    const worker = createWorker(resolveWorkerScript(), { workerData: init });
+    const handle: WorkerHandle = { worker, pending: new Map(), stopping: false, lastError: null };
+
+    const ready = new Promise<GraphInfo>((resolve, reject) => {
+      worker.on('message', (message: WorkerMessage) => {
+        if (message.type === 'ready') resolve(message.graph);
+        else if (message.type === 'loadFailed') {
+          // The worker ends by itself after this message; its exit is expected, not a crash.
+          handle.stopping = true;
+          reject(new Error(`onnxruntime failed to load ${pkg.onnxPath}: ${message.message}`));
+        } else this.settleRun(handle, message);
+      });
+      worker.on('error', (err) => {
+        handle.lastError = err;
+        this.log.error({ err }, 'inference worker failed');
+      });
+      worker.on('exit', (code) => {
+        const reason = this.exitReason(handle, code);
+        reject(reason);
+        this.onExit(handle, code, reason);
+      });
+    });
+    return { handle, ready };
+  }
+
+  private settleRun(handle: WorkerHandle, message: Exclude<WorkerMessage, { type: 'ready' | 'loadFailed' }>): void {
+    const pending = handle.pending.get(message.requestId);
+    if (!pending) return;
+    handle.pending.delete(message.requestId);
+
+    if (message.type === 'result') pending.resolve({ outputs: message.outputs, runMs: message.runMs });
+    else pending.reject(new Error(`model run failed: ${message.message}`));
+  }
+
+  private exitReason(handle: WorkerHandle, code: number): Error {
+    if (handle.stopping) return new Error('inference engine stopped before the model run finished');
+    const detail = handle.lastError ? ` after an uncaught error (${handle.lastError.message})` : '';
+    return new Error(`inference worker exited with code ${code}${detail}; call start() to restart it`);
+  }
+
+  private onExit(handle: WorkerHandle, code: number, reason: Error): void {
+    const pendingRuns = handle.pending.size;
+    for (const pending of handle.pending.values()) pending.reject(reason);
+    handle.pending.clear();
+
+    if (handle.stopping) return;
+    if (this.handle === handle) this.handle = null;
+    this.log.error({ err: reason, exitCode: code, pendingRuns }, 'inference worker exited unexpectedly');
+  }
+
+  private async terminate(handle: WorkerHandle): Promise<void> {
+    handle.stopping = true;
+    await handle.worker.terminate();
+  }
+
+  private run(handle: WorkerHandle, batch: PackedBatch, counted: boolean): Promise<RunResult> {
+    const requestId = this.nextRequestId++;
+
+    return new Promise((resolve, reject) => {
+      handle.pending.set(requestId, {
+        resolve: (result) => {
+          if (counted) {
+            this.totals.inferences += batch.batchSize;
+            this.totals.batches += 1;
+            this.totals.runMs += result.runMs;
+          }
+          resolve(result);
+        },
+        reject,
+      });
+      const request: RunRequest = { type: 'run', requestId, ...batch };
+      // The input arrays are transferred, not copied: the worker owns them from here on.
+      handle.worker.postMessage(request, [batch.inputIds.buffer as ArrayBuffer, batch.attentionMask.buffer as ArrayBuffer]);
+    });
+  }
+}

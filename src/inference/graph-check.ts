@@ -1,0 +1,80 @@
+import path from 'node:path';
+import { ModelPackageError, type ModelPackage } from './manifest';
+import type { GraphInfo, GraphValueInfo } from './protocol';
+
+/** Graph outputs the manifest's heads read, keyed by the manifest field that names them. */
+export function headOutputs(pkg: ModelPackage): Array<{ field: string; output: string; width: number }> {
+  const { heads, tokenizer } = pkg.manifest;
+  const outputs = [
+    { field: 'heads.localization.output', output: heads.localization.output, width: heads.localization.labels.length },
+    { field: 'heads.go.output', output: heads.go.output, width: heads.go.labels.length },
+  ];
+  if (heads.function) {
+    outputs.push({ field: 'heads.function.output', output: heads.function.output, width: heads.function.labels.length });
+  }
+  outputs.push({ field: 'heads.lm.output', output: heads.lm.output, width: tokenizer.vocab.length });
+  return outputs;
+}
+
+function checkLastDimension(value: GraphValueInfo, rank: number, width: number, field: string, problems: string[]): void {
+  if (value.type !== null && value.type !== 'float32') {
+    problems.push(`${field}: graph output "${value.name}" has type ${value.type}, expected float32`);
+  }
+  if (value.shape.length === 0) return;
+  if (value.shape.length !== rank) {
+    problems.push(`${field}: graph output "${value.name}" has rank ${value.shape.length}, expected ${rank}`);
+    return;
+  }
+  const last = value.shape[rank - 1];
+  if (typeof last === 'number' && last !== width) {
+    problems.push(`${field}: graph output "${value.name}" has ${last} columns but the manifest lists ${width}`);
+  }
+}
+
+function listNames(values: GraphValueInfo[]): string {
+  return values.map((value) => value.name).join(', ');
+}
+
+/**
+ * Checks the loaded graph's inputs and outputs against the manifest: names, element types, rank
+ * and, where the graph fixes it, the width of each head. Throws a ModelPackageError listing every
+ * mismatch.
+ */
+export function checkGraph(pkg: ModelPackage, graph: GraphInfo): void {
+  const manifestFile = path.join(pkg.dir, 'manifest.json');
+  const problems: string[] = [];
+
+  const expectedInputs = [
+    { field: 'inputs.inputIds', name: pkg.manifest.inputs.inputIds },
+    { field: 'inputs.attentionMask', name: pkg.manifest.inputs.attentionMask },
+  ];
+  for (const { field, name } of expectedInputs) {
+    const input = graph.inputs.find((value) => value.name === name);
+    if (!input) {
+      problems.push(`${field}: "${name}" is not an input of the graph (inputs: ${listNames(graph.inputs)})`);
+    } else if (input.type !== null && input.type !== 'int64') {
+      problems.push(`${field}: graph input "${name}" has type ${input.type}, expected int64`);
+    }
+  }
+  for (const input of graph.inputs) {
+    if (!expectedInputs.some((expected) => expected.name === input.name)) {
+      problems.push(`inputs: the graph needs input "${input.name}", which the manifest does not name`);
+    }
+  }
+
+  for (const { field, output, width } of headOutputs(pkg)) {
+    const value = graph.outputs.find((candidate) => candidate.name === output);
+    if (!value) {
+      problems.push(`${field}: "${output}" is not an output of the graph (outputs: ${listNames(graph.outputs)})`);
+      continue;
+    }
+    const rank = field === 'heads.lm.output' ? 3 : 2;
+    checkLastDimension(value, rank, width, field, problems);
+  }
+
+  if (problems.length > 0) {
+    throw new ModelPackageError(
+      `model graph ${pkg.onnxPath} does not match ${manifestFile}:\n  ${problems.join('\n  ')}`,
+    );
+  }
+}

@@ -1,0 +1,54 @@
+/** Messages between the inference engine (main thread) and its worker thread. */
+
+/** `workerData` of the worker. */
+export interface WorkerInit {
+  onnxPath: string;
+  /** onnxruntime intra-op threads. 0 lets onnxruntime choose. */
+  intraOpThreads: number;
+  inputIdsName: string;
+  attentionMaskName: string;
+  /** Graph outputs fetched on every run, in this order. */
+  outputNames: string[];
+}
+
+/** Name, element type and shape of one graph input or output. Symbolic dimensions are strings. */
+export interface GraphValueInfo {
+  name: string;
+  /** onnxruntime tensor type such as `int64` or `float32`, or null for a non-tensor value. */
+  type: string | null;
+  shape: Array<number | string>;
+}
+
+/** Inputs and outputs of the loaded graph, as the onnxruntime session reports them. */
+export interface GraphInfo {
+  inputs: GraphValueInfo[];
+  outputs: GraphValueInfo[];
+}
+
+/** A padded batch. Both arrays are row-major [batchSize, seqLength]. */
+export interface RunRequest {
+  type: 'run';
+  requestId: number;
+  batchSize: number;
+  seqLength: number;
+  inputIds: BigInt64Array;
+  attentionMask: BigInt64Array;
+}
+
+/** One float32 output of a run, row-major. */
+export interface OutputTensor {
+  dims: number[];
+  data: Float32Array;
+}
+
+/** Outputs of one run, keyed by graph output name, with the time `session.run` took. */
+export interface RunResult {
+  outputs: Record<string, OutputTensor>;
+  runMs: number;
+}
+
+export type WorkerMessage =
+  | { type: 'ready'; graph: GraphInfo }
+  | { type: 'loadFailed'; message: string }
+  | ({ type: 'result'; requestId: number } & RunResult)
+  | { type: 'runFailed'; requestId: number; message: string };

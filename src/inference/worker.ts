@@ -1,0 +1,78 @@
+/**
+ * Worker thread entry of the inference engine. onnxruntime-node's `run` blocks the thread it
+ * runs on for the whole forward pass, so the session lives here and the main thread keeps
+ * serving MQTT keepalives, HTTP and the systemd watchdog.
+ */
+import { performance } from 'node:perf_hooks';
+import { isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { GraphInfo, GraphValueInfo, OutputTensor, RunRequest, RunResult, WorkerInit, WorkerMessage } from './protocol';
+
+function describeValues(metadata: readonly InferenceSession.ValueMetadata[]): GraphValueInfo[] {
+  return metadata.map((value) =>
+    value.isTensor
+      ? { name: value.name, type: value.type, shape: [...value.shape] }
+      : { name: value.name, type: null, shape: [] },
+  );
+}
+
+async function runBatch(session: InferenceSession, init: WorkerInit, request: RunRequest): Promise<RunResult> {
+  const dims = [request.batchSize, request.seqLength];
+  const feeds = {
+    [init.inputIdsName]: new Tensor('int64', request.inputIds, dims),
+    [init.attentionMaskName]: new Tensor('int64', request.attentionMask, dims),
+  };
+  const startedAt = performance.now();
+  const results = await session.run(feeds, init.outputNames);
+  const runMs = performance.now() - startedAt;
+
+  const outputs: Record<string, OutputTensor> = {};
+  for (const name of init.outputNames) {
+    const value = results[name];
+    if (!(value instanceof Tensor) || value.type !== 'float32') {
+      throw new Error(`model output "${name}" is not a float32 tensor`);
+    }
+    // A copy owns its whole ArrayBuffer, so it can be transferred. The tensor's own data may be
+    // a view into memory that onnxruntime allocated.
+    outputs[name] = { dims: [...value.dims], data: new Float32Array(value.data as Float32Array) };
+  }
+  return { outputs, runMs };
+}
+
+async function serve(port: MessagePort, init: WorkerInit): Promise<void> {
+  let session: InferenceSession;
+  try {
+    session = await InferenceSession.create(init.onnxPath, {
+      intraOpNumThreads: init.intraOpThreads,
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+    });
+  } catch (err) {
+    port.postMessage({ type: 'loadFailed', message: (err as Error).message } satisfies WorkerMessage);
+    return;
+  }
+
+  const graph: GraphInfo = { inputs: describeValues(session.inputMetadata), outputs: describeValues(session.outputMetadata) };
+  port.postMessage({ type: 'ready', graph } satisfies WorkerMessage);
+
+  // Requests run one after another in arrival order, although each run already blocks this thread.
+  let queue = Promise.resolve();
+  port.on('message', (request: RunRequest) => {
+    queue = queue.then(async () => {
+      try {
+        const { outputs, runMs } = await runBatch(session, init, request);
+        const transfer = Object.values(outputs).map((output) => output.data.buffer as ArrayBuffer);
+        const message: WorkerMessage = { type: 'result', requestId: request.requestId, outputs, runMs };
+        port.postMessage(message, transfer);
+      } catch (err) {
+        const message: WorkerMessage = { type: 'runFailed', requestId: request.requestId, message: (err as Error).message };
+        port.postMessage(message);
+      }
+    });
+  });
+}
+
+// Importing this file on the main thread does nothing. It serves requests only when started as a worker.
+if (!isMainThread && parentPort) {
+  void serve(parentPort, workerData as WorkerInit);
+}

@@ -1,0 +1,303 @@
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
+import pino from 'pino';
+import { bundledModelDir } from '../../src/config/load';
+import type { Prediction } from '../../src/contracts/prediction';
+import { InferenceEngine, type InferenceEngineOptions } from '../../src/inference/engine';
+import { buildAncestorIndex } from '../../src/inference/true-path';
+import { GFP_AEQVI, INSULIN_HUMAN, LYSOZYME_CHICK, UBIQUITIN_HUMAN } from '../support/proteins';
+import { makeTempDir, writePackage } from './fixtures';
+
+// BITNET_EDGE_TEST_MODEL_DIR runs these tests against another model package.
+const modelDir = process.env.BITNET_EDGE_TEST_MODEL_DIR || bundledModelDir();
+const modelPresent = existsSync(path.join(modelDir, 'manifest.json'));
+
+// NOTE: without the bundled model these tests are skipped, not failed. The unit tests still run.
+const describeWithModel = modelPresent ? describe : describe.skip;
+
+function engineOptions(overrides: Partial<InferenceEngineOptions> = {}): InferenceEngineOptions {
+  return { modelDir, intraOpThreads: 1, logger: pino({ level: 'silent' }), ...overrides };
+}
+
+/** Collects every score of every head, for comparing two predictions. */
+function allScores(prediction: Prediction): number[] {
+  const heads = [prediction.localization, prediction.go, ...(prediction.function ? [prediction.function] : [])];
+  return heads.flatMap((head) => [...head.predicted, ...head.top].map((item) => item.score));
+}
+
+/** Creates real workers and keeps each in `workers`, so a test can terminate one. */
+function recordWorkers(): { workers: Worker[]; createWorker: NonNullable<InferenceEngineOptions['createWorker']> } {
+  const workers: Worker[] = [];
+  const createWorker = (script: string, options: WorkerOptions): Worker => {
+    const worker = new Worker(script, options);
+    workers.push(worker);
+    return worker;
+  };
+  return { workers, createWorker };
+}
+
+/** Copies the model package to a temporary folder and rewrites its manifest with `edit`. */
+function copyModelWithManifest(edit: (manifest: Record<string, unknown>) => void): string {
+  const dir = makeTempDir('bitnet-edge-model-');
+  cpSync(modelDir, dir, { recursive: true });
+  const manifestFile = path.join(dir, 'manifest.json');
+  const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as Record<string, unknown>;
+  edit(manifest);
+  writeFileSync(manifestFile, JSON.stringify(manifest));
+  return dir;
+}
+
+describeWithModel('InferenceEngine with the bundled model', () => {
+  // 0 is the configuration default: onnxruntime picks the thread count.
+  const engine = new InferenceEngine(engineOptions({ intraOpThreads: 0 }));
+
+  beforeAll(async () => {
+    await engine.start();
+  });
+
+  afterAll(async () => {
+    await engine.stop();
+  });
+
+  test('predicts ubiquitin with every head', async () => {
+    const [prediction] = await engine.predict([UBIQUITIN_HUMAN]);
+    const manifest = engine.manifest;
+
+    expect(prediction.modelId).toBe(engine.modelId);
+    expect(engine.modelId).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(prediction.localization.top).toHaveLength(Math.min(5, manifest.heads.localization.labels.length));
+    expect(prediction.go.top).toHaveLength(Math.min(5, manifest.heads.go.labels.length));
+    if (manifest.heads.function) {
+      expect(prediction.function!.top).toHaveLength(Math.min(5, manifest.heads.function.labels.length));
+    } else {
+      expect(prediction.function).toBeUndefined();
+    }
+    expect(prediction.lm.scoredResidues).toBe(UBIQUITIN_HUMAN.length);
+    expect(Number.isFinite(prediction.lm.logLikelihood)).toBe(true);
+    expect(prediction.lm.perplexity).toBeGreaterThan(1);
+    expect(prediction.residuesUsed).toBe(UBIQUITIN_HUMAN.length);
+    expect(prediction.truncated).toBe(false);
+  });
+
+  test('keeps scores in [0, 1] and labels from the manifest', async () => {
+    const [prediction] = await engine.predict([INSULIN_HUMAN]);
+    const goLabels = new Set(engine.manifest.heads.go.labels);
+
+    for (const score of allScores(prediction)) {
+      expect(score).toBeGreaterThanOrEqual(0);
+      expect(score).toBeLessThanOrEqual(1);
+    }
+    for (const term of prediction.go.top) {
+      expect(goLabels.has(term.label)).toBe(true);
+      expect(['F', 'P', 'C']).toContain(term.aspect);
+    }
+  });
+
+  test('lists predicted GO terms with their ancestors', async () => {
+    const [prediction] = await engine.predict([LYSOZYME_CHICK]);
+    const { labels } = engine.manifest.heads.go;
+    const ancestors = buildAncestorIndex(labels, engine.manifest.goGraph.parents);
+    const scoreByLabel = new Map(prediction.go.predicted.map((term) => [term.label, term.score]));
+
+    // An ancestor scores at least as high as a predicted term, so it is listed unless its
+    // own threshold is higher than that score.
+    for (const term of prediction.go.predicted) {
+      for (const ancestor of ancestors[labels.indexOf(term.label)]) {
+        const threshold = engine.manifest.heads.go.thresholds[ancestor];
+        if (threshold <= term.score) expect(scoreByLabel.get(labels[ancestor])).toBeGreaterThanOrEqual(term.score);
+      }
+    }
+  });
+
+  test('returns identical output for the same input', async () => {
+    const first = await engine.predict([UBIQUITIN_HUMAN, GFP_AEQVI]);
+    const second = await engine.predict([UBIQUITIN_HUMAN, GFP_AEQVI]);
+
+    expect(second).toEqual(first);
+  });
+
+  test('truncates a 2,000-residue sequence', async () => {
+    const long = UBIQUITIN_HUMAN.repeat(27).slice(0, 2000);
+    const [prediction] = await engine.predict([long]);
+
+    expect(engine.maxResidues).toBe(engine.manifest.tokenizer.maxLength - 1);
+    expect(prediction.truncated).toBe(true);
+    expect(prediction.residuesUsed).toBe(engine.maxResidues);
+    expect(prediction.lm.scoredResidues).toBe(engine.maxResidues);
+  });
+
+  test('returns predictions in input order', async () => {
+    const inputs = [GFP_AEQVI, UBIQUITIN_HUMAN, LYSOZYME_CHICK, INSULIN_HUMAN];
+    const predictions = await engine.predict(inputs);
+
+    expect(predictions.map((prediction) => prediction.residuesUsed)).toEqual(inputs.map((sequence) => sequence.length));
+  });
+
+  test('batched scores match scores run alone', async () => {
+    const shorter = UBIQUITIN_HUMAN.slice(0, 70);
+    const batchesBefore = engine.stats.batches;
+    const [batchedLong, batchedShort] = await engine.predict([UBIQUITIN_HUMAN, shorter]);
+
+    expect(engine.stats.batches).toBe(batchesBefore + 1);
+
+    const [aloneLong] = await engine.predict([UBIQUITIN_HUMAN]);
+    const [aloneShort] = await engine.predict([shorter]);
+    const pairs: Array<[Prediction, Prediction]> = [
+      [batchedLong, aloneLong],
+      [batchedShort, aloneShort],
+    ];
+    for (const [batched, alone] of pairs) {
+      const batchedScores = allScores(batched);
+      allScores(alone).forEach((score, i) => expect(batchedScores[i]).toBeCloseTo(score, 4));
+      expect(batched.lm.logLikelihood).toBeCloseTo(alone.lm.logLikelihood, 2);
+    }
+  });
+
+  test('counts inferences and batches', async () => {
+    const before = engine.stats;
+    await engine.predict([UBIQUITIN_HUMAN, INSULIN_HUMAN, GFP_AEQVI]);
+    const after = engine.stats;
+
+    expect(after.inferences).toBe(before.inferences + 3);
+    expect(after.batches).toBeGreaterThan(before.batches);
+    expect(after.meanRunMs).toBeGreaterThan(0);
+  });
+
+  test('rejects an empty sequence', async () => {
+    await expect(engine.predict([UBIQUITIN_HUMAN, ''])).rejects.toThrow('sequence 1 is empty');
+  });
+
+  test('returns nothing for no sequences', async () => {
+    await expect(engine.predict([])).resolves.toEqual([]);
+  });
+});
+
+describeWithModel('InferenceEngine lifecycle', () => {
+  const tempDirs: string[] = [];
+
+  afterAll(() => {
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('keeps the main thread responsive', async () => {
+    // One batch of 32 long sequences, so the model runs once for a long time.
+    const engine = new InferenceEngine(engineOptions({ maxBatchSize: 32, maxBatchTokens: 32 * 512 }));
+    await engine.start();
+    const sequences = Array.from({ length: 32 }, (_, i) => GFP_AEQVI.repeat(3).slice(i, i + 511));
+    let ticks = 0;
+    const timer = setInterval(() => {
+      ticks += 1;
+    }, 1);
+
+    try {
+      const predictions = await engine.predict(sequences);
+      expect(predictions).toHaveLength(32);
+      expect(engine.stats.batches).toBe(1);
+    } finally {
+      clearInterval(timer);
+      await engine.stop();
+    }
+    expect(ticks).toBeGreaterThan(0);
+  });
+
+  test('rejects predict before start', async () => {
+    const engine = new InferenceEngine(engineOptions());
+    await expect(engine.predict([UBIQUITIN_HUMAN])).rejects.toThrow('no model loaded; call start() first');
+  });
+
+  test('stops idempotently and rejects later calls', async () => {
+    const engine = new InferenceEngine(engineOptions());
+    await engine.start();
+    expect(engine.running).toBe(true);
+
+    await engine.stop();
+    await engine.stop();
+
+    expect(engine.running).toBe(false);
+    await expect(engine.predict([UBIQUITIN_HUMAN])).rejects.toThrow('inference engine is not running');
+  });
+
+  test('starts one worker for concurrent starts', async () => {
+    const { workers, createWorker } = recordWorkers();
+    const engine = new InferenceEngine(engineOptions({ createWorker }));
+
+    try {
+      await Promise.all([engine.start(), engine.start()]);
+      await engine.start();
+      expect(workers).toHaveLength(1);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  test('rejects pending runs on stop', async () => {
+    const engine = new InferenceEngine(engineOptions());
+    await engine.start();
+    const running = engine.predict(Array.from({ length: 32 }, () => GFP_AEQVI));
+    await engine.stop();
+
+    await expect(running).rejects.toThrow('inference engine stopped before the model run finished');
+  });
+
+  test('restarts after a worker crash', async () => {
+    const { workers, createWorker } = recordWorkers();
+    const engine = new InferenceEngine(engineOptions({ createWorker }));
+    await engine.start();
+
+    try {
+      const sequences = Array.from({ length: 32 }, () => GFP_AEQVI);
+      const running = engine.predict(sequences);
+      // Terminating from outside the engine looks to it like a crash of the worker.
+      await workers[0].terminate();
+
+      await expect(running).rejects.toThrow(/inference worker exited with code \d+; call start\(\) to restart it/);
+      expect(engine.running).toBe(false);
+
+      await engine.start();
+      expect(workers).toHaveLength(2);
+      const [prediction] = await engine.predict([UBIQUITIN_HUMAN]);
+      expect(prediction.residuesUsed).toBe(UBIQUITIN_HUMAN.length);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  test('rejects a manifest with a wrong hash', async () => {
+    const dir = copyModelWithManifest((manifest) => {
+      manifest.modelId = `sha256:${'0'.repeat(64)}`;
+    });
+    tempDirs.push(dir);
+    const engine = new InferenceEngine(engineOptions({ modelDir: dir }));
+    const starting = engine.start();
+
+    await expect(starting).rejects.toThrow(`cannot start inference with the model in ${dir}`);
+    await expect(starting).rejects.toThrow(`does not match modelId sha256:${'0'.repeat(64)}`);
+    expect(engine.running).toBe(false);
+  });
+
+  test('rejects a head output the graph lacks', async () => {
+    const dir = copyModelWithManifest((manifest) => {
+      const heads = manifest.heads as Record<string, Record<string, unknown>>;
+      heads.go.output = 'go_scores';
+    });
+    tempDirs.push(dir);
+    const engine = new InferenceEngine(engineOptions({ modelDir: dir }));
+
+    await expect(engine.start()).rejects.toThrow('heads.go.output: "go_scores" is not an output of the graph');
+    expect(engine.running).toBe(false);
+  });
+
+  test('rejects a graph onnxruntime cannot load', async () => {
+    const dir = makeTempDir('bitnet-edge-model-');
+    tempDirs.push(dir);
+    const manifest = JSON.parse(readFileSync(path.join(modelDir, 'manifest.json'), 'utf8')) as Record<string, unknown>;
+    writePackage(dir, manifest, Buffer.from('this is not an ONNX graph'));
+    const engine = new InferenceEngine(engineOptions({ modelDir: dir }));
+    const starting = engine.start();
+
+    await expect(starting).rejects.toThrow(`cannot start inference with the model in ${dir}`);
+    await expect(starting).rejects.toThrow(`onnxruntime failed to load ${path.join(dir, 'model.onnx')}`);
+    expect(engine.running).toBe(false);
+  });
+});
