@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runDaemon } from './run';
 import { runPredict } from './predict';
@@ -45,7 +47,7 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parsed;
   if (values.version) {
     // The package file sits two levels above the compiled dist/cli/main.js.
-    const pkg = require('../../package.json') as { version: string };
+    const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
     process.stdout.write(`${pkg.version}\n`);
     return 0;
   }
@@ -59,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const code = await runDaemon({ configFile: values.config });
       // A library timer or socket left open must not keep a stopped daemon alive.
-      process.exit(code);
+      return process.exit(code);
     }
     case 'predict':
       if (rest.length !== 1) {

@@ -6,7 +6,7 @@ import { packBatch, planBatches, type BatchLimits, type PackedBatch } from './ba
 import { checkGraph, headOutputs } from './graph-check';
 import { loadModelPackage, type Manifest, type ModelPackage } from './manifest';
 import { buildPredictions, createPostprocessContext, type PostprocessContext } from './postprocess';
-import type { GraphInfo, RunRequest, RunResult, WorkerInit, WorkerMessage } from './protocol';
+import type { CloseRequest, GraphInfo, RunRequest, RunResult, WorkerInit, WorkerMessage } from './protocol';
 import { Tokenizer } from './tokenizer';
 import { resolveWorkerScript } from './worker-script';
 
@@ -54,6 +54,9 @@ interface LoadedModel {
   tokenizer: Tokenizer;
   postprocess: PostprocessContext;
 }
+
+/** Time a stopping worker gets to finish its current run before it is terminated. */
+const CLOSE_TIMEOUT_MS = 10_000;
 
 /** A one-residue sequence run at start, so a graph whose outputs do not fit the manifest fails there. */
 const WARM_UP_RESIDUES = 'M';
@@ -263,9 +266,29 @@ export class InferenceEngine {
     this.log.error({ err: reason, exitCode: code, pendingRuns }, 'inference worker exited unexpectedly');
   }
 
+  /**
+   * Rejects the runs still pending, then lets the worker finish its current run and exit. Only a
+   * worker that does not exit within CLOSE_TIMEOUT_MS is terminated.
+   */
   private async terminate(handle: WorkerHandle): Promise<void> {
     handle.stopping = true;
-    await handle.worker.terminate();
+    const stopped = new Error('inference engine stopped before the model run finished');
+    for (const pending of handle.pending.values()) pending.reject(stopped);
+    handle.pending.clear();
+
+    const exited = new Promise<boolean>((resolve) => handle.worker.once('exit', () => resolve(true)));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), CLOSE_TIMEOUT_MS);
+    });
+    handle.worker.postMessage({ type: 'close' } satisfies CloseRequest);
+
+    const closed = await Promise.race([exited, timedOut]);
+    clearTimeout(timer);
+    if (!closed) {
+      this.log.warn({ timeoutMs: CLOSE_TIMEOUT_MS }, 'inference worker did not exit; terminating it');
+      await handle.worker.terminate();
+    }
   }
 
   private run(handle: WorkerHandle, batch: PackedBatch, counted: boolean): Promise<RunResult> {

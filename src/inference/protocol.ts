@@ -35,6 +35,17 @@ export interface RunRequest {
   attentionMask: BigInt64Array;
 }
 
+/**
+ * Asks the worker to finish the runs it has queued, release the session and exit. Terminating a
+ * worker while onnxruntime-node runs aborts the whole process (a native Napi::Error), so a
+ * stop goes through this message.
+ */
+export interface CloseRequest {
+  type: 'close';
+}
+
+export type WorkerRequest = RunRequest | CloseRequest;
+
 /** One float32 output of a run, row-major. */
 export interface OutputTensor {
   dims: number[];

@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import type { GraphInfo, GraphValueInfo, OutputTensor, RunRequest, RunResult, WorkerInit, WorkerMessage } from './protocol';
+import type { GraphInfo, GraphValueInfo, OutputTensor, RunRequest, RunResult, WorkerInit, WorkerMessage, WorkerRequest } from './protocol';
 
 function describeValues(metadata: readonly InferenceSession.ValueMetadata[]): GraphValueInfo[] {
   return metadata.map((value) =>
@@ -57,7 +57,14 @@ async function serve(port: MessagePort, init: WorkerInit): Promise<void> {
 
   // Requests run one after another in arrival order, although each run already blocks this thread.
   let queue = Promise.resolve();
-  port.on('message', (request: RunRequest) => {
+  port.on('message', (request: WorkerRequest) => {
+    if (request.type === 'close') {
+      void queue.then(async () => {
+        await session.release();
+        process.exit(0);
+      });
+      return;
+    }
     queue = queue.then(async () => {
       try {
         const { outputs, runMs } = await runBatch(session, init, request);
