@@ -55,7 +55,11 @@ export function openDatabase(file: string, logger: Logger, clock: () => Date, mi
 /** Adds what to do next to the SQLite errors that mean the file is damaged or is not a database. */
 function describeOpenFailure(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
-  const code = err instanceof Database.SqliteError ? err.code : '';
+  // The code is read by shape: better-sqlite3's native addon keeps the SqliteError class of the
+  // first copy of the module that loaded it, so `instanceof` fails when a module registry (jest's)
+  // loads the JavaScript part again.
+  const codeValue = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  const code = typeof codeValue === 'string' ? codeValue : '';
   if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') return `${message} (${code}); ${RESTORE_ADVICE}`;
   return message;
 }

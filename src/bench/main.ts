@@ -1,0 +1,54 @@
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { bundledModelDir } from '../config/load';
+import { measureDaemonMemory } from './daemon-memory';
+import { measureModelLatency, syntheticProtein } from './model-latency';
+
+const RUNS = 30;
+const PROTEIN_RESIDUES = 400;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MiB`;
+
+/**
+ * Prints the model latency for one 400-residue protein with one thread against
+ * onnxruntime's default thread count, and the daemon's resident memory before and after an
+ * inbox of 200 proteins, all measured in this run.
+ */
+async function main(): Promise<void> {
+  const modelDir = process.env.BITNET_EDGE_MODEL_DIR ?? bundledModelDir();
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  console.log(`machine: ${os.cpus().length} x ${cpu}, ${os.arch()}, ${mib(os.totalmem())} RAM, Node ${process.version}`);
+  console.log(`model: ${modelDir}`);
+
+  const protein = syntheticProtein(PROTEIN_RESIDUES, 7);
+  const single = await measureModelLatency(modelDir, protein, 1, RUNS);
+  const automatic = await measureModelLatency(modelDir, protein, 0, RUNS);
+  console.log(`\nlatency of one ${PROTEIN_RESIDUES}-residue protein, predict() through the worker, ${RUNS} runs:`);
+  console.log(`  1 thread:        median ${single.medianMs.toFixed(2)} ms, p90 ${single.p90Ms.toFixed(2)} ms`);
+  console.log(`  default threads: median ${automatic.medianMs.toFixed(2)} ms, p90 ${automatic.p90Ms.toFixed(2)} ms`);
+  console.log(`  ratio 1 thread / default: ${(single.medianMs / automatic.medianMs).toFixed(2)}x`);
+
+  const mainScript = path.resolve(__dirname, '..', 'cli', 'main.js');
+  const memory = await measureDaemonMemory(mainScript, await freePort(), 200, PROTEIN_RESIDUES);
+  console.log(`\ndaemon resident memory (embedded broker, inbox of ${memory.proteins} proteins of ${memory.residuesEach} residues):`);
+  console.log(`  idle after start: ${mib(memory.idleRssBytes)}`);
+  console.log(`  after the inbox:  ${mib(memory.rssAfterBytes)} (peak ${mib(memory.peakRssBytes)})`);
+  console.log(`  inbox file to done/: ${memory.secondsToDone.toFixed(1)} s, ${(memory.proteins / memory.secondsToDone).toFixed(1)} proteins/s`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
