@@ -21,12 +21,10 @@ ROOTS = {"GO:0005575": "C", "GO:0003674": "F", "GO:0008150": "P"}
 # Edges of goGraph.txt used for the true-path rule. The regulates edges are not part of it.
 PROPAGATING_RELATIONS = ("is_a", "part_of")
 
-AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
-
 # Localization classes: a protein is in a class when one of its cellular-component terms is the
 # listed term or a descendant of it. "ancestry" names the edges followed. Cytoplasm follows is_a only,
-# because over part_of every organelle (nucleus excluded) is part of the cytoplasm in GO and the class
-# would then say little beyond "intracellular".
+# because over part_of every organelle (nucleus excluded) is part of the cytoplasm in GO, and the class
+# would then mark nearly every intracellular protein.
 LOCALIZATION_CLASSES = [
     ("nucleus", ["GO:0005634"], "is_a+part_of"),
     ("cytoplasm", ["GO:0005737", "GO:0005829"], "is_a"),
@@ -198,6 +196,7 @@ def select_subset(proteins_path: Path, out_fasta: Path, out_json: Path, config: 
         total += 1
         if low <= len(sequence) <= high:
             kept.append((accession, sequence.upper(), terms))
+    in_range = len(kept)
     rng = random.Random(seed)
     rng.shuffle(kept)
     kept = kept[: config["max_sequences"]]
@@ -206,8 +205,9 @@ def select_subset(proteins_path: Path, out_fasta: Path, out_json: Path, config: 
             handle.write(f">{accession}\n{sequence}\n")
     with open(out_json, "w") as handle:
         json.dump([{"accession": a, "sequence": s, "terms": t} for a, s, t in kept], handle)
-    stats = {"proteins": total, "inLengthRange": None, "selected": len(kept)}
-    log.info("selected %d of %d proteins with %d..%d residues", len(kept), total, low, high)
+    stats = {"proteins": total, "inLengthRange": in_range, "selected": len(kept)}
+    log.info("selected %d of %d proteins with %d..%d residues (%d of %d in range)",
+             len(kept), total, low, high, in_range, total)
     return stats
 
 
@@ -244,7 +244,12 @@ def split_clusters(cluster_tsv: Path, fractions, seed: int) -> tuple[dict[str, s
     assignment = {}
     cluster_counts = {"train": 0, "validation": 0, "test": 0}
     for index, representative in enumerate(representatives):
-        split = "train" if index < n_train else "validation" if index < n_train + n_validation else "test"
+        if index < n_train:
+            split = "train"
+        elif index < n_train + n_validation:
+            split = "validation"
+        else:
+            split = "test"
         cluster_counts[split] += 1
         for member in members[representative]:
             assignment[member] = split
@@ -305,6 +310,7 @@ def build_label_set(subset_json: Path, assignment: dict[str, str], config: dict,
     for record in records:
         record["split"] = assignment.get(record["accession"], "train")
     go_labels = choose_go_labels(records, ontology, config)
+
     go_index = {t: i for i, t in enumerate(go_labels)}
     go_aspects = [ontology.aspect(t) for t in go_labels]
     for record in records:
@@ -321,6 +327,7 @@ def build_label_set(subset_json: Path, assignment: dict[str, str], config: dict,
         # A protein with cellular-component terms but none of the 10 classes has no usable label.
         record["localization"] = localization if localization and any(localization) else None
         record["function"] = class_vector(terms["F"], ontology, FUNCTION_CLASSES) if terms["F"] else None
+
     label_set = set(go_labels)
     parents = {}
     for term in go_labels:
@@ -332,6 +339,7 @@ def build_label_set(subset_json: Path, assignment: dict[str, str], config: dict,
         direct = sorted(ancestors - implied)
         if direct:
             parents[term] = direct
+
     splits = collections.Counter(r["split"] for r in records)
     meta = {
         "goLabels": go_labels,

@@ -25,7 +25,7 @@ interface Started {
   stop: () => Promise<void> | void;
 }
 
-/** Where the running daemon can be reached; for logs and tests. */
+/** Addresses and ids of the running daemon, for logs and tests. */
 export interface DaemonEndpoints {
   brokerUrl: string;
   embeddedBroker: boolean;
@@ -65,7 +65,7 @@ export class Daemon {
     }
   }
 
-  /** Stops every component in reverse order; safe to call more than once. */
+  /** Stops every component in reverse order. Safe to call more than once. */
   stop(): Promise<void> {
     this.stopping ??= this.stopComponents();
     return this.stopping;

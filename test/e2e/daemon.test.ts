@@ -6,7 +6,7 @@ import { DaemonHarness } from '../support/daemon-harness';
 import { waitUntil } from '../support/mqtt-probe';
 import { GFP_AEQVI, INSULIN_HUMAN, LYSOZYME_CHICK, THREE_PROTEINS_FASTA, UBIQUITIN_HUMAN } from '../support/proteins';
 
-/** Drops a file into the inbox the way users are told to: write elsewhere, then rename. */
+/** Drops a file into the inbox as the README recommends: write it elsewhere, then rename it. */
 function dropIntoInbox(harness: DaemonHarness, name: string, text: string): void {
   const staging = path.join(harness.dir, `.${name}.tmp`);
   writeFileSync(staging, text);

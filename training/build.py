@@ -1,0 +1,266 @@
+"""Build the bundled model: extract → labels → MMseqs2 split → train → ONNX → evaluate → manifest.
+
+Usage (from the repository root, with Debian's python3):
+    python3 -m training.build --config training/configs/tiny.json --out models/bitnet-protein-tiny
+    python3 -m training.build --smoke
+Each step caches its output under training/work/; --redo STEP recomputes that step and all later ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data
+from .evaluate import evaluate, predict, unigram_perplexity
+from .export import OPSET, compare_with_onnxruntime, export_onnx
+from .model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, VOCAB, count_parameters
+from .model_card import write_model_card
+from .train import build_model, train
+
+log = logging.getLogger("training.build")
+
+TRAINING_DIR = Path(__file__).resolve().parent
+STEPS = ["extract", "subset", "cluster", "labels", "train", "export"]
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m training.build", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="JSON configuration (default: training/configs/tiny.json)")
+    parser.add_argument("--out", type=Path, help="model folder to write model.onnx, manifest.json and MODEL_CARD.md")
+    parser.add_argument("--smoke", action="store_true",
+                        help="run the whole pipeline on a small slice with configs/smoke.json (a few minutes on 2 cores)")
+    parser.add_argument("--work", type=Path, default=TRAINING_DIR / "work", help="cache folder (default: training/work)")
+    parser.add_argument("--redo", choices=STEPS, help="recompute this step and every later one")
+    parser.add_argument("--wall-seconds", type=float, help="training wall-clock budget in seconds (overrides the config)")
+    return parser.parse_args(argv)
+
+
+def step_needed(step: str, output: Path, redo: str | None) -> bool:
+    if redo is not None and STEPS.index(step) >= STEPS.index(redo):
+        return True
+    return not output.exists()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def machine_description() -> str:
+    model_name = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model_name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core {platform.machine()} ({model_name}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def go_train_frequencies(records, meta) -> list[float]:
+    """Fraction of training proteins annotated in each label's aspect that carry the label."""
+    counts = np.zeros(len(meta["goLabels"]))
+    totals = np.zeros(len(meta["goLabels"]))
+    aspects = np.array(meta["goAspects"])
+    for record in records:
+        if record["split"] != "train":
+            continue
+        known = np.array([a in record["goAspects"] for a in aspects])
+        totals += known
+        counts += np.array(record["go"]) * known
+    return (counts / np.maximum(totals, 1)).tolist()
+
+
+def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metrics: dict, provenance: dict,
+                   parameters: int, names: list[str]) -> dict:
+    onnx_path = out / "model.onnx"
+    heads = {
+        "localization": {
+            "output": "localization_logits", "type": "multi_label",
+            "labels": meta["localizationLabels"], "thresholds": thresholds["localization"],
+            "goTerms": [meta["localizationTerms"][label] for label in meta["localizationLabels"]],
+        },
+        "go": {
+            "output": "go_logits", "type": "multi_label",
+            "labels": meta["goLabels"], "names": meta["goNames"], "aspects": meta["goAspects"],
+            "thresholds": thresholds["go"],
+        },
+    }
+    if "function_logits" in names:
+        heads["function"] = {
+            "output": "function_logits", "type": "multi_label",
+            "labels": meta["functionLabels"], "thresholds": thresholds["function"],
+            "goTerms": [meta["functionTerms"][label] for label in meta["functionLabels"]],
+        }
+    heads["lm"] = {"output": "lm_logits", "type": "next_token"}
+    model_config = config["model"]
+    manifest = {
+        "formatVersion": 1,
+        "name": config["name"],
+        "modelId": "sha256:" + sha256_of(onnx_path),
+        "onnxFile": "model.onnx",
+        "createdAt": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "tokenizer": {
+            "vocab": VOCAB, "padId": PAD_ID, "bosId": BOS_ID, "eosId": EOS_ID, "unkId": UNK_ID,
+            "addBos": True, "addEos": False, "maxLength": model_config["max_length"],
+            "unknownResidue": "X",
+        },
+        "inputs": {"inputIds": "input_ids", "attentionMask": "attention_mask"},
+        "heads": heads,
+        "goGraph": {
+            "relations": ["is_a", "part_of"],
+            "transitivelyReduced": True,
+            "parents": meta["goParents"],
+        },
+        "architecture": {
+            "type": "causal transformer (decoder only), pre-LayerNorm inside each BitLinear, rotary position embeddings",
+            "layers": model_config["layers"], "dModel": model_config["d_model"], "heads": model_config["heads"],
+            "ffn": model_config["ffn"], "parameters": parameters,
+            "weightQuantization": "ternary (-1/0/+1) around the per-row mean with a float32 per-row absmean scale "
+                                  "(group = one output row) in every BitLinear (fused QKV, attention output, FFN in/out); "
+                                  "stored as int8 initializers and dequantized in the graph",
+            "activationQuantization": "int8 per token absmax (fake-quantized in float32) at the input of every BitLinear, after its LayerNorm",
+            "fullPrecision": "token embedding, final LayerNorm and the four heads (float32)",
+            "pooling": "masked mean of the final hidden states over attention_mask",
+            "onnxOpset": OPSET,
+        },
+        "training": provenance,
+        "metrics": metrics,
+    }
+    with open(out / "manifest.json", "w") as handle:
+        json.dump(manifest, handle, indent=2)
+        handle.write("\n")
+    return manifest
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
+    config_path = arguments.config or TRAINING_DIR / "configs" / ("smoke.json" if arguments.smoke else "tiny.json")
+    with open(config_path) as handle:
+        config = json.load(handle)
+    work = arguments.work
+    out = arguments.out or (work / "smoke" / "model" if arguments.smoke else work / config["name"] / "model")
+    run_dir = work / config["name"]
+    common = work / "common"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    common.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = config["seed"]
+    random.seed(seed)
+    torch.manual_seed(seed)
+    redo = arguments.redo
+    started = time.monotonic()
+
+    proteins = common / "proteins.tsv"
+    extract_counts_path = common / "extract_counts.json"
+    if step_needed("extract", proteins, redo):
+        counts = data.extract_proteins(proteins)
+        extract_counts_path.write_text(json.dumps(counts))
+    extract_counts = json.loads(extract_counts_path.read_text()) if extract_counts_path.exists() else {}
+
+    subset_fasta, subset_json = run_dir / "subset.fasta", run_dir / "subset.json"
+    if step_needed("subset", subset_json, redo):
+        data.select_subset(proteins, subset_fasta, subset_json, config["data"], seed)
+
+    cluster_tsv = run_dir / "mmseqs" / "clusters_cluster.tsv"
+    if step_needed("cluster", cluster_tsv, redo):
+        data.cluster(subset_fasta, run_dir / "mmseqs", config["data"])
+
+    labels_path = run_dir / "labels.json"
+    if step_needed("labels", labels_path, redo):
+        assignment, cluster_counts = data.split_clusters(cluster_tsv, config["data"]["split_fractions"], seed)
+        meta = data.build_label_set(subset_json, assignment, config["data"], labels_path)
+        (run_dir / "split_counts.json").write_text(json.dumps(cluster_counts))
+    cluster_counts = json.loads((run_dir / "split_counts.json").read_text())
+
+    checkpoint_dir = run_dir / "checkpoints"
+    final_checkpoint = checkpoint_dir / "final.pt"
+    if step_needed("train", final_checkpoint, redo):
+        train(config, labels_path, checkpoint_dir, arguments.wall_seconds)
+    train_summary = json.loads((checkpoint_dir / "train_summary.json").read_text())
+
+    with open(labels_path) as handle:
+        dataset = json.load(handle)
+    meta, records = dataset["meta"], dataset["records"]
+    model = build_model(config["model"], meta)
+    model.load_state_dict(torch.load(final_checkpoint)["model"])
+    model.set_quantization("ternary")
+    parameters = count_parameters(model)
+    model.freeze()
+    exported = export_onnx(model, out / "model.onnx")
+
+    eval_config = config["eval"]
+    rng = random.Random(seed)
+    validation = [r for r in records if r["split"] == "validation"]
+    test = [r for r in records if r["split"] == "test"]
+    rng.shuffle(validation)
+    rng.shuffle(test)
+    validation = validation[: eval_config["max_validation"]]
+    test = test[: eval_config["max_test"]]
+    torch.set_num_threads(config["train"]["threads"])
+    log.info("predicting %d validation and %d test proteins", len(validation), len(test))
+    validation_predictions = predict(model, validation, eval_config["eval_length"])
+    test_predictions = predict(model, test, eval_config["eval_length"])
+    thresholds, metrics = evaluate(meta, validation, validation_predictions, test, test_predictions,
+                                   go_train_frequencies(records, meta))
+    metrics["lm"]["unigramBaselinePerplexity"] = round(
+        unigram_perplexity([r for r in records if r["split"] == "train"], test, eval_config["eval_length"]), 3)
+    metrics["validationProteins"] = len(validation)
+    metrics["testProteins"] = len(test)
+    metrics["evaluatedOn"] = (f"Test split, {len(test)} proteins (random sample of the test clusters), "
+                              f"sequences truncated to {eval_config['eval_length']} tokens; "
+                              f"thresholds tuned on {len(validation)} validation proteins")
+    check = compare_with_onnxruntime(model, out / "model.onnx", test[:32], eval_config["eval_length"])
+    if check is not None:
+        metrics["onnxCheck"] = check
+
+    split_sizes = meta["sequencesPerSplit"]
+    command = "python3 -m training.build " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    provenance = {
+        "data": f"Debian package metastudent-data {data.package_version()} ({data.DATASET}: GO annotations of UniProt "
+                f"proteins as of January 2014; blastdbcmd titles of the CCO, MFO and BPO BLAST databases)",
+        "extracted": extract_counts,
+        "selection": (f"{config['data']['min_length']}..{config['data']['max_length']} residues, seeded random subset "
+                      f"of {sum(split_sizes.values())} proteins (seed {seed})"),
+        "split": (f"MMseqs2 easy-linclust at {config['data']['cluster_identity']:.0%} identity, "
+                  f"{config['data']['cluster_coverage']:.0%} coverage; whole clusters assigned "
+                  f"{'/'.join(str(round(f * 100)) for f in config['data']['split_fractions'])} to train/validation/test"),
+        "clusters": cluster_counts,
+        "sequencesPerSplit": split_sizes,
+        "command": command,
+        "config": config,
+        "wallSeconds": train_summary["wallSeconds"],
+        "steps": train_summary["steps"],
+        "sequencesSeen": train_summary["sequencesSeen"],
+        "schedule": (f"float32 until {config['train']['int8_from']:.0%} of the run, int8 weights until "
+                     f"{config['train']['ternary_from']:.0%}, then ternary weights; int8 activations from the int8 phase on"),
+        "machine": machine_description(),
+    }
+    manifest = write_manifest(out, config, meta, thresholds, metrics, provenance, parameters, exported["outputs"])
+    write_model_card(out, manifest, meta)
+    log.info("wrote %s in %.0f s", out, time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

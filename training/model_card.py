@@ -1,0 +1,159 @@
+"""Render MODEL_CARD.md from a written manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_model_card(out: Path, manifest: dict, meta: dict) -> None:
+    training = manifest["training"]
+    architecture = manifest["architecture"]
+    metrics = manifest["metrics"]
+    config = training["config"]
+    size = (out / "model.onnx").stat().st_size
+    splits = training["sequencesPerSplit"]
+    clusters = training["clusters"]["clustersPerSplit"]
+    heads = manifest["heads"]
+
+    localization_rows = [
+        [label, ", ".join(heads["localization"]["goTerms"][i]), heads["localization"]["thresholds"][i],
+         metrics["localization"]["perLabelF1"][label]["f1"], metrics["localization"]["perLabelF1"][label]["positives"]]
+        for i, label in enumerate(heads["localization"]["labels"])
+    ]
+    function_section = ""
+    if "function" in heads:
+        function_rows = [
+            [label, ", ".join(heads["function"]["goTerms"][i]), heads["function"]["thresholds"][i],
+             metrics["function"]["perLabelF1"][label]["f1"], metrics["function"]["perLabelF1"][label]["positives"]]
+            for i, label in enumerate(heads["function"]["labels"])
+        ]
+        function_section = (
+            f"### function (molecular-function categories)\n\n"
+            f"Micro F1 {metrics['function']['microF1']}, macro F1 {metrics['function']['macroF1']} on "
+            f"{metrics['function']['proteins']} test proteins with molecular-function annotations.\n\n"
+            + _table(["category", "GO terms", "threshold", "test F1", "test positives"], function_rows) + "\n\n"
+        )
+    go_rows = [
+        [name, values["labels"], values["proteins"], values["fmax"], values["threshold"], values["frequencyBaselineFmax"]]
+        for name, values in metrics["go"].items()
+    ]
+    onnx_check = metrics.get("onnxCheck")
+    if onnx_check:
+        differences = ", ".join(f"{k} {v:.2e}" for k, v in onnx_check["maxAbsLogitDifference"].items())
+        onnx_line = (f"ONNX Runtime {onnx_check['onnxruntimeVersion']} (CPU) against the PyTorch model on "
+                     f"{onnx_check['sequences']} test sequences, largest absolute difference per output: {differences}.")
+    else:
+        onnx_line = "The ONNX-vs-PyTorch comparison did not run because onnxruntime was not importable."
+
+    text = f"""# {manifest['name']}
+
+A small causal protein language model with BitNet-style ternary weights and three classification
+heads (subcellular localization, GO terms, molecular-function category) plus next-residue
+prediction, small enough for a Raspberry Pi, where bitnet-edge runs it with onnxruntime-node.
+It was built by `{training['command']}` from the repository root (see `training/README.md`).
+
+Model id: `{manifest['modelId']}`. Created {manifest['createdAt']}.
+
+## Data
+
+- Source: {training['data']}.
+- Proteins in the three databases together: {training['extracted'].get('proteins', 'n/a')}.
+- Selection: {training['selection']}.
+- Split: {training['split']}.
+- Clusters: {training['clusters']['clusters']} (train {clusters['train']}, validation {clusters['validation']}, test {clusters['test']}).
+- Proteins: train {splits.get('train', 0)}, validation {splits.get('validation', 0)}, test {splits.get('test', 0)}.
+- Labels:
+  - localization: 10 classes from cellular-component terms through GO ancestors (table below).
+    Only proteins with at least one of the 10 classes are used for this head.
+  - go: {len(meta['goLabels'])} GO terms, an equal share per aspect, chosen as the most frequent terms in
+    the training split after true-path propagation (is_a and part_of), excluding the three roots and
+    terms on more than {config['data']['go_max_frequency']:.0%} of the proteins annotated in their aspect.
+    A protein without annotations in an aspect contributes no loss for that aspect's terms.
+  - function: {len(meta['functionLabels'])} molecular-function categories through GO ancestors, for proteins with
+    molecular-function annotations.
+  - lm: the next residue.
+
+## Architecture
+
+- {architecture['type'][0].upper() + architecture['type'][1:]}.
+- {architecture['layers']} layers, d_model {architecture['dModel']}, {architecture['heads']} heads, FFN {architecture['ffn']}, GELU; {architecture['parameters']} parameters.
+- Weights: {architecture['weightQuantization']}.
+- Activations: {architecture['activationQuantization']}.
+- Full precision: {architecture['fullPrecision']}.
+- Classification heads read the {architecture['pooling']}.
+- Tokens: `<pad>` 0, `<bos>` 1, `<eos>` 2, `<unk>` 3, then `{' '.join(manifest['tokenizer']['vocab'][4:24])}`, then `X` for
+  any other residue letter. Input is `<bos>` followed by the residues, no `<eos>`, at most
+  {manifest['tokenizer']['maxLength']} tokens, padded on the right.
+- ONNX opset {architecture['onnxOpset']}. Outputs: {', '.join('`' + h['output'] + '`' for h in heads.values())}.
+
+## Size on disk
+
+model.onnx is {size} bytes. The ternary codes take one byte per weight (int8 initializers, not packed
+to 2 bits), and the float32 embedding, heads, LayerNorms and per-row scales make up the rest.
+
+## Training
+
+- Quantization-aware schedule: {training['schedule']}. Gradients pass the quantizers with the
+  straight-through estimator.
+- Loss: cross-entropy for the next residue plus binary cross-entropy for each classification head,
+  weights {', '.join(f'{k} {v}' for k, v in config['train']['loss_weights'].items())}.
+- AdamW, peak learning rate {config['train']['lr']}, {config['train']['warmup_steps']} warm-up steps then cosine decay,
+  weight decay {config['train']['weight_decay']}, gradient clipping at {config['train']['clip_norm']},
+  batch {config['train']['batch_size']}, random crops of {config['train']['crop_length']} tokens
+  ({config['train']['long_crop_fraction']:.0%} of the batches use {config['train']['long_crop_length']}).
+- {training['steps']} steps, {training['sequencesSeen']} sequences seen, {training['wallSeconds']} s of training wall time
+  on {training['machine']}. The run stops at whichever of `train.max_steps` and `train.wall_seconds`
+  comes first. On a machine shared with other jobs the number of steps in that time varies.
+
+## Test metrics
+
+Measured on the held-out test clusters by the same command and machine. {metrics['evaluatedOn']}.
+
+### localization
+
+Micro F1 {metrics['localization']['microF1']}, macro F1 {metrics['localization']['macroF1']} on
+{metrics['localization']['proteins']} test proteins, with per-class thresholds tuned for F1 on validation.
+
+{_table(['class', 'GO terms', 'threshold', 'test F1', 'test positives'], localization_rows)}
+
+### go
+
+Protein-centric Fmax after max-propagation of scores to label ancestors. The baseline scores each term with
+its frequency in the training split.
+
+{_table(['aspect', 'labels', 'test proteins', 'Fmax', 'at threshold', 'frequency baseline Fmax'], go_rows)}
+
+{function_section}### lm
+
+Perplexity {metrics['lm']['perplexity']} over {metrics['lm']['tokens']} predicted residues. Predicting each residue
+with its training-split frequency gives {metrics['lm'].get('unigramBaselinePerplexity', 'n/a')}, and a uniform guess over
+the 20 amino acids gives 20.
+
+### ONNX export
+
+{onnx_line} The int8 activation rounding explains the larger LM difference: where the two
+runtimes accumulate float32 sums in a different order, a value at a rounding boundary can land on
+the neighbouring int8 step, and the change carries through the later layers.
+
+## Known limits
+
+- The annotations date from January 2014 and mix experimental and electronic evidence, so labels
+  are incomplete: a missing label is not a negative finding.
+- Training crops are at most {config['train']['long_crop_length']} tokens and mostly {config['train']['crop_length']};
+  quality on longer inputs, and at positions beyond the crop length, is less certain.
+- Training saw {training['sequencesSeen']} sequences, fewer than one pass over the
+  {splits.get('train', 0)} training proteins.
+- The model is small and trained for {training['wallSeconds']} s on a CPU: it is meant for the daemon's
+  integration and edge-latency work, not as a substitute for alignment-based annotation.
+- Thresholds come from {metrics['validationProteins']} validation proteins, so classes with few positives
+  (peroxisome, lysosome/vacuole, Golgi apparatus) have noisy thresholds and low F1.
+- Activation quantization is simulated in float32 in the graph (quantize, round, dequantize), so
+  ONNX Runtime runs float matrix products on int8-valued inputs rather than integer kernels.
+"""
+    (out / "MODEL_CARD.md").write_text(text)
