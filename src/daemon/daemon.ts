@@ -46,9 +46,9 @@ export class Daemon {
 
   constructor(
     private readonly config: ResolvedConfig,
-    logger: Logger,
+    private readonly rootLogger: Logger,
   ) {
-    this.logger = logger.child({ component: 'daemon' });
+    this.logger = rootLogger.child({ component: 'daemon' });
   }
 
   get endpoints(): DaemonEndpoints {
@@ -73,7 +73,8 @@ export class Daemon {
 
   private async startComponents(): Promise<DaemonEndpoints> {
     const { config } = this;
-    const root = this.logger;
+    // Components take their own child of the root logger, so each line has one `component`.
+    const root = this.rootLogger;
     const topics = buildTopics(config.mqtt.baseTopic, config.deviceId);
 
     const store = new Store({ file: path.join(config.folders.data, 'bitnet-edge.db'), logger: root });
@@ -88,7 +89,7 @@ export class Daemon {
       modelId: engine.modelId,
       predict: async (residues: string[]) => {
         if (!engine.running) {
-          root.warn({ modelId: engine.modelId }, 'restarting the inference worker');
+          this.logger.warn({ modelId: engine.modelId }, 'restarting the inference worker');
           await engine.start();
         }
         return engine.predict(residues);
@@ -113,6 +114,7 @@ export class Daemon {
       topics,
       maxPayloadBytes: config.mqtt.maxPayloadBytes,
       minLength: config.sequence.minLength,
+      nucleotide: config.sequence,
       logger: root,
       onCommitted: onJobsQueued,
       onReceived: (records, rejected) => {
@@ -146,7 +148,7 @@ export class Daemon {
       batchSize: BATCH_SIZE,
       onCommitted,
       onInboxInputComplete: () => {
-        void inbox?.finalizeCompletedInputs().catch((err: unknown) => root.error({ err }, 'finalizing inbox files failed'));
+        void inbox?.finalizeCompletedInputs().catch((err: unknown) => this.logger.error({ err }, 'finalizing inbox files failed'));
       },
     });
 
@@ -157,6 +159,7 @@ export class Daemon {
         rescanMs: config.inbox.rescanMs,
         maxFileBytes: config.inbox.maxFileBytes,
         minLength: config.sequence.minLength,
+        nucleotide: config.sequence,
         logger: root,
         store,
         topics,
@@ -198,7 +201,7 @@ export class Daemon {
       databaseFile: store.file,
       modelId: engine.modelId,
     };
-    root.info({ ...this.endpointsValue, deviceId: config.deviceId, inbox: config.folders.inbox }, 'daemon started');
+    this.logger.info({ ...this.endpointsValue, deviceId: config.deviceId, inbox: config.folders.inbox }, 'daemon started');
     return this.endpointsValue;
   }
 
