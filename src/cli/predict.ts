@@ -5,7 +5,7 @@ import { parseFasta } from '../intake/fasta';
 import { prepareRecords } from '../intake/records';
 import { createLogger } from '../log';
 import type { Prediction } from '../contracts/prediction';
-import type { RejectedRecord } from '../contracts/jobs';
+import type { OrfOrigin, RejectedRecord } from '../contracts/jobs';
 import { loadConfigOrReport, EXIT_CONFIG } from './run';
 
 /** Records sent to the model per call; small enough that progress shows on large files. */
@@ -22,6 +22,8 @@ export interface PredictOutputRecord {
   prediction?: Prediction;
   code?: string;
   message?: string;
+  /** Present when the protein was translated from an ORF of a DNA or RNA record. */
+  orf?: OrfOrigin;
 }
 
 async function readInput(file: string): Promise<string> {
@@ -49,7 +51,7 @@ export async function runPredict(options: { file: string; format: 'json' | 'tsv'
   }
 
   const parsed = parseFasta(text);
-  const { jobs, rejected } = prepareRecords(parsed.records, parsed.rejected, { minLength: config.sequence.minLength });
+  const { jobs, rejected } = prepareRecords(parsed.records, parsed.rejected, { minLength: config.sequence.minLength, nucleotide: config.sequence });
   const output: PredictOutputRecord[] = rejected.map(rejectionRecord);
 
   const logger = createLogger(process.env.BITNET_EDGE_LOG_LEVEL ?? 'warn', process.stderr);
@@ -69,6 +71,7 @@ export async function runPredict(options: { file: string; format: 'json' | 'tsv'
           sequenceHash: job.sequence.sequenceHash,
           changes: job.sequence.changes,
           prediction: predictions[index],
+          ...(job.orf ? { orf: job.orf } : {}),
         }),
       );
       if (process.stderr.isTTY && jobs.length > CHUNK_SIZE) {

@@ -68,6 +68,19 @@ const model = z
 const sequence = z
   .object({
     minLength: z.number().int().min(1).default(10).describe('shortest accepted protein, in residues'),
+    // Table 11 translates every codon as table 1 does and adds the bacterial start codons, so it
+    // suits the bacterial and archaeal DNA of field samples. With eukaryotic DNA it can start an
+    // ORF at GTG or ATT upstream of the real ATG, so such input should set 1.
+    geneticCode: z
+      .number()
+      .int()
+      .refine((id) => [1, 4, 11].includes(id), 'supported genetic codes are 1, 4 and 11')
+      .default(11)
+      .describe('NCBI genetic code (translation table) for DNA and RNA input: 1, 4 or 11'),
+    // 100 codons is a choice. EMBOSS getorf 6.6.0 defaults to 30 nucleotides (-minsize) and
+    // fastaq to_orfs_gff to 300, and short ORFs of random sequence would flood the model.
+    minOrfCodons: z.number().int().min(1).default(100).describe('shortest ORF translated from DNA or RNA input, in codons without the stop codon'),
+    orfOpenEnds: z.boolean().default(false).describe('also translate an ORF that reaches the sequence end without a stop codon'),
   })
   .strict()
   .default({});

@@ -43,12 +43,43 @@ export interface NewInput {
   reply: ReplyRoute | null;
 }
 
+/** Location of an ORF job's protein in its DNA or RNA record. */
+export interface OrfOrigin {
+  /** Record id of the DNA or RNA record the ORF was found in. */
+  parentRecordId: string;
+  /** 0-based position of that record in its input. */
+  parentRecordIndex: number;
+  /** 1-based number of the ORF within its record, in the order of `start`. */
+  orfNumber: number;
+  /** `+` for the sequence as given, `-` for its reverse complement. */
+  strand: '+' | '-';
+  /** Reading frame 1 to 3 on `strand`, counted from that strand's 5' end. */
+  frame: 1 | 2 | 3;
+  /** First nucleotide, 1-based on the forward strand. On the `-` strand it is the ORF's 3' end. */
+  start: number;
+  /** Last nucleotide, 1-based and inclusive on the forward strand, stop codon included. */
+  end: number;
+  /** False when the ORF runs to the sequence end without a stop codon. */
+  hasStopCodon: boolean;
+  /** Length of the parent record in nucleotides, after normalization. */
+  nucleotideLength: number;
+  /** NCBI genetic code (translation table) used for the translation. */
+  geneticCode: number;
+}
+
 /** A valid record of an input, to become a job. */
 export interface NewJob {
   recordId: string;
+  /**
+   * 0-based position of the record in its input. An ORF job has a synthetic index above
+   * ORF_RECORD_INDEX_BASE (see intake/orf-jobs.ts), because the jobs of an input need distinct
+   * indexes and one DNA record can give many ORFs.
+   */
   recordIndex: number;
   description: string;
   sequence: NormalizedSequence;
+  /** Present when the protein was translated from an ORF of a DNA or RNA record. */
+  orf?: OrfOrigin;
 }
 
 /** A record rejected during parsing or validation. */

@@ -1,4 +1,4 @@
-import type { JobSource, JobStatus } from './jobs';
+import type { JobSource, JobStatus, OrfOrigin } from './jobs';
 import type { Prediction } from './prediction';
 
 /** A stored job as the processor sees it. */
@@ -17,6 +17,8 @@ export interface JobRow {
   status: JobStatus;
   attempts: number;
   createdAt: string;
+  /** ORF of a job translated from DNA or RNA. Null or absent for a protein record. */
+  orf?: OrfOrigin | null;
 }
 
 /** A stored input (MQTT message, inbox file, CLI file). */
@@ -49,6 +51,8 @@ export interface JobOutcome {
   errorCode: string | null;
   errorMessage: string | null;
   finishedAt: string;
+  /** ORF of a job translated from DNA or RNA. Null or absent for a protein record. */
+  orf?: OrfOrigin | null;
 }
 
 /** A message waiting to be published; deleted once the broker acknowledges it. */
@@ -72,6 +76,17 @@ export interface EnqueueResult {
   /** False when an input with the same key was already stored (nothing was inserted). */
   inserted: boolean;
   jobIds: number[];
+}
+
+/** Input row that `beginInput` found or stored. */
+export interface BeginInputResult {
+  inputId: number;
+  /** False when an input with the same key was already stored (nothing was inserted). */
+  inserted: boolean;
+  /** True when every record of the input is stored. */
+  complete: boolean;
+  /** Highest index of a parsed record among the input's stored jobs (an ORF job counts as its parent record) and rejections, or null when it has none. */
+  lastRecordIndex: number | null;
 }
 
 /** Result of a finished inference, to be stored with its job. */

@@ -1,3 +1,4 @@
+import type { OrfOrigin } from './jobs';
 import type { Prediction } from './prediction';
 
 /** Version of every JSON payload the daemon publishes; bumped on incompatible changes. */
@@ -45,6 +46,8 @@ export interface PredictionMessage {
   latencyMs: number;
   createdAt: string;
   prediction: Prediction;
+  /** Present when the protein was translated from an ORF of a DNA or RNA record. */
+  orf?: OrfOrigin;
 }
 
 /** Reply to one MQTT request, on the response topic. */

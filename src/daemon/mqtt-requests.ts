@@ -6,6 +6,7 @@ import type { Topics } from '../contracts/topics';
 import type { NewJob } from '../contracts/jobs';
 import { parseRequest } from '../mqtt/request';
 import { prepareRecords } from '../intake/records';
+import type { NucleotideOptions } from '../intake/orf-jobs';
 import { errorMessage, responseMessage } from '../queue/messages';
 import type { IncomingRequest } from '../mqtt/connection';
 
@@ -23,6 +24,8 @@ export interface RequestIntakeOptions {
   topics: Topics;
   maxPayloadBytes: number;
   minLength: number;
+  /** Genetic code and ORF settings for DNA and RNA records. The configuration defaults apply when absent. */
+  nucleotide?: NucleotideOptions;
   logger: Logger;
   /** Called after jobs or replies were committed. */
   onCommitted: () => void;
@@ -63,7 +66,8 @@ export class RequestIntake {
     let jobs: NewJob[] = [];
     let rejected: RejectedRecord[];
     if (parsed.ok) {
-      ({ jobs, rejected } = prepareRecords(parsed.records, parsed.rejected, { minLength: this.options.minLength }));
+      const { minLength, nucleotide } = this.options;
+      ({ jobs, rejected } = prepareRecords(parsed.records, parsed.rejected, { minLength, nucleotide, ...(parsed.kind ? { kind: parsed.kind } : {}) }));
     } else {
       rejected = [{ recordId: requestId ?? 'request', recordIndex: 0, code: parsed.code, message: parsed.message }];
     }

@@ -2,23 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs, constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 
-/** File name endings the inbox reads. */
-export const ACCEPTED_EXTENSIONS = ['.fasta', '.fa', '.faa', '.fas', '.txt', '.json'] as const;
-
 /**
- * Sequence file endings that the inbox claims only to reject with UNSUPPORTED_FORMAT, mapped
- * to the format name in the error, so such files are reported rather than left in the inbox.
+ * File name endings the inbox reads, each also with `.gz` appended. The content, not the
+ * ending, decides the format and whether the file is gzip-compressed.
  */
-const UNSUPPORTED_EXTENSIONS: ReadonlyMap<string, string> = new Map([
-  ['.fastq', 'FASTQ'],
-  ['.fq', 'FASTQ'],
-  ['.fna', 'nucleotide FASTA'],
-  ['.ffn', 'nucleotide FASTA'],
-]);
+export const ACCEPTED_EXTENSIONS = ['.fasta', '.fa', '.faa', '.fna', '.ffn', '.fas', '.fastq', '.fq', '.txt', '.json'] as const;
 
 function hasSequenceExtension(lowerName: string): boolean {
-  const extension = path.extname(lowerName);
-  return (ACCEPTED_EXTENSIONS as readonly string[]).includes(extension) || UNSUPPORTED_EXTENSIONS.has(extension);
+  return (ACCEPTED_EXTENSIONS as readonly string[]).includes(path.extname(lowerName));
 }
 
 /** True for a gzip-compressed sequence file name such as `reads.fasta.gz`. */
@@ -27,23 +18,13 @@ export function isGzipName(name: string): boolean {
   return lower.endsWith('.gz') && hasSequenceExtension(lower.slice(0, -3));
 }
 
-/**
- * Names the format of a file that the inbox rejects because of its name alone: gzip-compressed
- * files and the endings in UNSUPPORTED_EXTENSIONS. Returns null for names the inbox reads.
- */
-export function unsupportedFormatOfName(name: string): string | null {
-  if (isGzipName(name)) return 'gzip-compressed';
-  return UNSUPPORTED_EXTENSIONS.get(path.extname(name.toLowerCase())) ?? null;
-}
-
 /** True when `name` is a plain base name that cannot point outside its folder. */
 export function isBaseName(name: string): boolean {
   return name.length > 0 && name !== '.' && name !== '..' && path.basename(name) === name && !name.includes('\\');
 }
 
 /**
- * True for names the inbox claims: accepted extensions, the unsupported sequence extensions
- * (to reject them) and the `.gz` forms of both. Hidden names,
+ * True for names the inbox claims: accepted extensions and their `.gz` forms. Hidden names,
  * `*.tmp`, `*.part`, `*.swp` and names ending in `~` are files still being written by
  * another program and are skipped.
  */

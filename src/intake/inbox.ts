@@ -4,6 +4,7 @@ import type { ResolvedConfig } from '../config/load';
 import type { Topics } from '../contracts/topics';
 import type { Logger } from '../log';
 import { fsyncFolder, isInboxCandidate } from './files';
+import type { NucleotideOptions } from './orf-jobs';
 import { InboxProcessor, type InboxFolders, type InboxStore } from './processor';
 
 export interface InboxWatcherOptions {
@@ -14,6 +15,10 @@ export interface InboxWatcherOptions {
   rescanMs: number;
   maxFileBytes: number;
   minLength: number;
+  /** Records parsed per SQLite transaction; the default is DEFAULT_CHUNK_RECORDS (1000). */
+  chunkRecords?: number;
+  /** Genetic code and ORF settings for DNA and RNA records. The configuration defaults apply when absent. */
+  nucleotide?: NucleotideOptions;
   logger: Logger;
   store: InboxStore;
   topics: Topics;
@@ -71,6 +76,9 @@ export class InboxWatcher {
       folders: this.folders,
       maxFileBytes: options.maxFileBytes,
       minLength: options.minLength,
+      chunkRecords: options.chunkRecords,
+      isStopping: () => !this.running,
+      nucleotide: options.nucleotide,
       logger: this.logger,
       store: options.store,
       topics: options.topics,
@@ -108,7 +116,7 @@ export class InboxWatcher {
     this.logger.info({ folder: this.folders.inbox, settleMs: this.options.settleMs, rescanMs: this.options.rescanMs }, 'inbox watcher started');
   }
 
-  /** Stops watching, cancels settle checks and waits for the file being processed. */
+  /** Stops watching, cancels settle checks and waits for the file being processed, which stops after its current chunk. */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;

@@ -1,19 +1,22 @@
-import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { NewInput, NewJob, RejectedRecord } from '../contracts/jobs';
-import type { EnqueueResult, InputRow, JobOutcome, OutboxMessage } from '../contracts/store';
+import type { BeginInputResult, InputRow, JobOutcome, OutboxMessage } from '../contracts/store';
 import { PAYLOAD_SCHEMA_VERSION, type ErrorMessage, type Topics } from '../contracts/topics';
 import type { Logger } from '../log';
-import { rejectInput } from './fasta';
-import { isBaseName, moveWithoutOverwrite, unsupportedFormatOfName, writeFileAtomic } from './files';
+import type { ParsedRecords } from './fasta';
+import { inspectInboxFile, readRecordChunks, type InspectedFile } from './file-input';
+import { isBaseName, moveWithoutOverwrite, writeFileAtomic } from './files';
+import type { NucleotideOptions } from './orf-jobs';
 import { prepareRecords } from './records';
 import { buildResultsFile, collectRecordErrors, type ErrorsFile } from './results';
-import { parseSequenceText } from './text';
 
 /** Store methods the inbox uses, which the SQLite `Store` implements. */
 export interface InboxStore {
-  enqueueInput(input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]): EnqueueResult;
+  findInputByKey(inputKey: string): InputRow | null;
+  beginInput(input: NewInput): BeginInputResult;
+  appendInputRecords(inputId: number, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]): number[];
+  completeInput(inputId: number): boolean;
   listCompleteOpenInputs(source?: 'mqtt' | 'inbox' | 'cli'): InputRow[];
   inputOutcomes(inputId: number): JobOutcome[];
   inputRejections(inputId: number): RejectedRecord[];
@@ -34,16 +37,26 @@ export interface InboxProcessorOptions {
   folders: InboxFolders;
   maxFileBytes: number;
   minLength: number;
+  /** Genetic code and ORF settings for DNA and RNA records. The configuration defaults apply when absent. */
+  nucleotide?: NucleotideOptions;
   logger: Logger;
   store: InboxStore;
   topics: Topics;
   onJobsQueued: () => void;
-  /** Called after a new input was stored, with its counts of jobs and rejected records. */
+  /** Called after an input's records were stored, with the counts of jobs and rejected records stored by this call. */
   onInputStored?: (counts: { jobs: number; rejected: number }) => void;
   clock: () => Date;
+  /** Records parsed per SQLite transaction; the default is DEFAULT_CHUNK_RECORDS. */
+  chunkRecords?: number;
+  /** True once the service is stopping. A file being stored stops after its current chunk, and the next start resumes it. */
+  isStopping?: () => boolean;
 }
 
-const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+/**
+ * Records parsed per SQLite transaction while a file is stored. Larger chunks mean fewer
+ * fsyncs, smaller ones less memory and earlier inference of the first records.
+ */
+export const DEFAULT_CHUNK_RECORDS = 1000;
 
 /**
  * Turns claimed inbox files into stored inputs and finished inputs back into files. A file
@@ -56,34 +69,93 @@ export class InboxProcessor {
 
   constructor(private readonly options: InboxProcessorOptions) {}
 
-  /** Stores the input of one file in `.processing/` and returns the stored input's id. */
+  /**
+   * Stores the input of one file in `.processing/` and returns the stored input's id. The file
+   * is read as a stream and its records are committed in chunks, while the input row stays
+   * incomplete, so no finalization reads a partly stored file. When a crash stopped an earlier
+   * call midway, the same input key finds the incomplete input, and the records up to its
+   * highest stored record index are skipped.
+   */
   async ingest(name: string): Promise<number> {
     const file = path.join(this.options.folders.processing, name);
-    const { input, jobs, rejected } = await this.readInput(name, file);
-    const publications = rejected.length > 0 ? [this.errorPublication(name, rejected)] : [];
-    const result = this.options.store.enqueueInput(input, jobs, rejected, publications);
+    const inspected = await inspectInboxFile(file, name, this.options.maxFileBytes);
+    const input: NewInput = { source: 'inbox', inputKey: inspected.inputKey, requestId: null, origin: name, reply: null };
     const log = this.options.logger;
 
-    if (result.inserted) {
-      log.info({ file: name, inputId: result.inputId, jobs: jobs.length, rejected: rejected.length }, 'inbox file queued');
-      this.options.onInputStored?.({ jobs: jobs.length, rejected: rejected.length });
-      if (jobs.length > 0) this.notifyJobsQueued(name);
-      else await this.finalizeById(result.inputId);
-      return result.inputId;
+    // A new input row is inserted together with its first chunk (see `storeRecords`), so
+    // readers never see a new input without records.
+    let begun: BeginInputResult | null = null;
+    if (this.options.store.findInputByKey(input.inputKey) !== null) {
+      begun = this.options.store.beginInput(input);
+      const existing = this.options.store.getInput(begun.inputId);
+      if (existing === null) throw new Error(`input ${begun.inputId} returned by beginInput was not found`);
+      log.info(
+        { file: name, inputId: existing.id, origin: existing.origin, status: existing.status, complete: begun.complete },
+        'inbox file matches a stored input',
+      );
+      if (existing.status === 'finished') {
+        await this.finalizeFiles(existing, [name], false);
+        return existing.id;
+      }
+      if (existing.origin !== name) this.duplicateFiles.set(existing.id, [...(this.duplicateFiles.get(existing.id) ?? []), name]);
     }
 
-    const existing = this.options.store.getInput(result.inputId);
-    if (existing === null) throw new Error(`input ${result.inputId} returned by enqueueInput was not found`);
-    log.info({ file: name, inputId: existing.id, origin: existing.origin, status: existing.status }, 'inbox file matches a stored input');
-    if (existing.status === 'finished') {
-      await this.finalizeFiles(existing, [name], false);
-      return existing.id;
+    if (begun === null || !begun.complete) {
+      const stored = await this.storeRecords(name, file, input, inspected, begun);
+      begun = stored.begun;
+      if (stored.interrupted) {
+        log.info({ file: name, inputId: begun.inputId, ...stored.counts }, 'inbox file interrupted by stop, so the next start resumes it');
+        return begun.inputId;
+      }
+      this.options.store.completeInput(begun.inputId);
+      log.info({ file: name, inputId: begun.inputId, resumed: !begun.inserted, ...stored.counts }, 'inbox file queued');
+      this.options.onInputStored?.(stored.counts);
     }
 
-    if (existing.origin !== name) this.duplicateFiles.set(existing.id, [...(this.duplicateFiles.get(existing.id) ?? []), name]);
-    // The stored input may already be complete, and then no finished job would trigger its finalization.
+    // The input may be complete already (no jobs, or its jobs finished before a crash), and
+    // then no finished job would trigger its finalization.
     await this.finalizeCompleted();
-    return existing.id;
+    return begun.inputId;
+  }
+
+  /**
+   * Parses the file in chunks and stores each chunk in one transaction with an errors message
+   * for its rejected records. `resumed` is the stored input of an earlier, interrupted call, whose
+   * records up to `lastRecordIndex` are skipped. Without it, the input is inserted right before
+   * its first chunk. Returns the stored input, the counts of jobs and rejected records stored
+   * now, and whether a stop interrupted the file.
+   */
+  private async storeRecords(
+    name: string,
+    file: string,
+    input: NewInput,
+    inspected: InspectedFile,
+    resumed: BeginInputResult | null,
+  ): Promise<{ begun: BeginInputResult; counts: { jobs: number; rejected: number }; interrupted: boolean }> {
+    const { store, minLength, nucleotide } = this.options;
+    const counts = { jobs: 0, rejected: 0 };
+    const lastRecordIndex = resumed?.lastRecordIndex ?? null;
+    const isNew = (index: number): boolean => lastRecordIndex === null || index > lastRecordIndex;
+    let begun = resumed;
+    const chunks: AsyncIterable<ParsedRecords> | Iterable<ParsedRecords> =
+      inspected.rejection === null
+        ? readRecordChunks(file, inspected, { maxFileBytes: this.options.maxFileBytes, chunkRecords: this.options.chunkRecords ?? DEFAULT_CHUNK_RECORDS })
+        : [{ records: [], rejected: [inspected.rejection] }];
+
+    for await (const parsed of chunks) {
+      if (begun !== null && this.options.isStopping?.() === true) return { begun, counts, interrupted: true };
+      const records = parsed.records.filter((record) => isNew(record.index));
+      const prepared = prepareRecords(records, parsed.rejected.filter((rejection) => isNew(rejection.recordIndex)), { minLength, nucleotide });
+      if (prepared.jobs.length === 0 && prepared.rejected.length === 0) continue;
+
+      begun ??= store.beginInput(input);
+      const publications = prepared.rejected.length > 0 ? [this.errorPublication(name, prepared.rejected)] : [];
+      const jobIds = store.appendInputRecords(begun.inputId, prepared.jobs, prepared.rejected, publications);
+      counts.jobs += jobIds.length;
+      counts.rejected += prepared.rejected.length;
+      if (jobIds.length > 0) this.notifyJobsQueued(name);
+    }
+    return { begun: begun ?? store.beginInput(input), counts, interrupted: false };
   }
 
   private notifyJobsQueued(name: string): void {
@@ -107,11 +179,6 @@ export class InboxProcessor {
       }
     }
     return finished;
-  }
-
-  private async finalizeById(inputId: number): Promise<void> {
-    const input = this.options.store.getInput(inputId);
-    if (input !== null) await this.finalizeInput(input);
   }
 
   private async finalizeInput(input: InputRow): Promise<void> {
@@ -157,38 +224,6 @@ export class InboxProcessor {
         'inbox file finished',
       );
     }
-  }
-
-  private async readInput(name: string, file: string): Promise<{ input: NewInput; jobs: NewJob[]; rejected: RejectedRecord[] }> {
-    const input: NewInput = { source: 'inbox', inputKey: '', requestId: null, origin: name, reply: null };
-    const stat = await fs.stat(file);
-
-    if (stat.size > this.options.maxFileBytes) {
-      // The file is not read, so its key comes from what identifies it on disk.
-      input.inputKey = `inbox:oversized:${name}:${stat.size}:${stat.mtimeMs}`;
-      const message = `the file has ${stat.size} bytes, more than the maximum of ${this.options.maxFileBytes} (inbox.maxFileBytes)`;
-      return { input, jobs: [], rejected: [rejectInput('PAYLOAD_TOO_LARGE', message)] };
-    }
-
-    const bytes = await fs.readFile(file);
-    input.inputKey = `inbox:${createHash('sha256').update(bytes).digest('hex')}`;
-
-    const unsupported = bytes.subarray(0, 2).equals(GZIP_MAGIC) ? 'gzip-compressed' : unsupportedFormatOfName(name);
-    if (unsupported !== null) {
-      const message = `${unsupported} input is not supported yet. Convert the file to uncompressed protein FASTA and drop it into the inbox again`;
-      return { input, jobs: [], rejected: [rejectInput('UNSUPPORTED_FORMAT', message)] };
-    }
-
-    let text: string;
-    try {
-      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-    } catch {
-      return { input, jobs: [], rejected: [rejectInput('UNSUPPORTED_FORMAT', 'the file is not UTF-8 text')] };
-    }
-
-    const parsed = parseSequenceText(text);
-    const prepared = prepareRecords(parsed.records, parsed.rejected, { minLength: this.options.minLength });
-    return { input, ...prepared };
   }
 
   private errorPublication(name: string, rejected: RejectedRecord[]): OutboxMessage {

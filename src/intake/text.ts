@@ -1,5 +1,6 @@
 import type { SequenceRecord } from '../contracts/jobs';
 import { defaultRecordId, detectTextFormat, detectUnsupportedFormat, parseFasta, rejectInput, type ParsedRecords } from './fasta';
+import { parseFastq } from './fastq';
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -46,7 +47,7 @@ export function parseJsonRecords(text: string): ParsedRecords {
 }
 
 /**
- * Parses a sequence input of any accepted text format (FASTA, a bare sequence, JSON).
+ * Parses a sequence input of any accepted text format (FASTA, FASTQ, a bare sequence, JSON).
  * Formats that are recognized but not read become one UNSUPPORTED_FORMAT rejection
  * that names the format.
  */
@@ -55,6 +56,8 @@ export function parseSequenceText(text: string): ParsedRecords {
   if (unsupported !== null) {
     return { records: [], rejected: [rejectInput('UNSUPPORTED_FORMAT', `${unsupported} input is not supported; convert it to FASTA`)] };
   }
-  if (detectTextFormat(text) === 'json') return parseJsonRecords(text);
+  const format = detectTextFormat(text);
+  if (format === 'json') return parseJsonRecords(text);
+  if (format === 'fastq') return parseFastq(text);
   return parseFasta(text);
 }

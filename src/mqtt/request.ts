@@ -1,13 +1,17 @@
 import type { RejectedRecord, SequenceRecord } from '../contracts/jobs';
 import { ERROR_CODES, type ErrorCode } from '../errors';
-import { defaultRecordId, detectUnsupportedFormat, INPUT_RECORD_INDEX, parseFasta } from '../intake/fasta';
+import { defaultRecordId, detectUnsupportedFormat, INPUT_RECORD_INDEX, parseFasta, type ParsedRecords } from '../intake/fasta';
+import { parseFastq } from '../intake/fastq';
+import { gunzipBounded, isGzip } from '../intake/gzip';
+import type { SequenceKind } from '../intake/translate';
 
 /**
  * A request payload after parsing. `ok: true` can carry rejected FASTA records next to the
  * valid ones, and has at least one record or rejection. `ok: false` rejects the whole payload.
+ * `kind` is the request's `"kind"`, or null when each record's kind is detected by its alphabet.
  */
 export type ParsedRequest =
-  | { ok: true; requestId: string | null; kind: 'protein'; records: SequenceRecord[]; rejected: RejectedRecord[] }
+  | { ok: true; requestId: string | null; kind: SequenceKind | null; records: SequenceRecord[]; rejected: RejectedRecord[] }
   | { ok: false; requestId: string | null; code: ErrorCode; message: string };
 
 export interface ParseRequestOptions {
@@ -15,12 +19,17 @@ export interface ParseRequestOptions {
   maxPayloadBytes: number;
 }
 
-const SUPPORTED_KINDS = ['protein'];
-const KNOWN_UNSUPPORTED_KINDS = ['dna', 'rna'];
+const SUPPORTED_KINDS: readonly SequenceKind[] = ['protein', 'dna', 'rna'];
+
+function isSequenceKind(kind: string): kind is SequenceKind {
+  return (SUPPORTED_KINDS as readonly string[]).includes(kind);
+}
 
 /**
  * Parses a request payload: a JSON object `{ "id"?, "sequence" }` or `{ "id"?, "fasta" }`
- * (with optional `"kind": "protein"` and `"options"`), raw FASTA text, or a bare sequence.
+ * (with optional `"kind"`: `"protein"`, `"dna"` or `"rna"`, and `"options"`), raw FASTA or
+ * FASTQ text, or a bare sequence. A payload that starts with the gzip magic bytes is
+ * decompressed first, up to `maxPayloadBytes` of output.
  * Residues are not validated here, because sequence normalization does that.
  */
 export function parseRequest(payload: Buffer, options: ParseRequestOptions): ParsedRequest {
@@ -28,11 +37,18 @@ export function parseRequest(payload: Buffer, options: ParseRequestOptions): Par
     return reject(null, 'PAYLOAD_TOO_LARGE', `payload of ${payload.length} bytes exceeds the limit of ${options.maxPayloadBytes} bytes`);
   }
 
+  let bytes = payload;
+  if (isGzip(payload)) {
+    const gunzipped = gunzipBounded(payload, options.maxPayloadBytes);
+    if (!gunzipped.ok) return reject(null, gunzipped.code, gunzipped.message);
+    bytes = gunzipped.bytes;
+  }
+
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(payload);
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
   } catch {
-    return reject(null, 'UNSUPPORTED_FORMAT', 'payload is not valid UTF-8 text; send JSON, FASTA or a bare sequence (compressed payloads are not supported)');
+    return reject(null, 'UNSUPPORTED_FORMAT', 'payload is not valid UTF-8 text; send JSON, FASTA, FASTQ or a bare sequence, optionally gzip-compressed');
   }
 
   const trimmed = text.trim();
@@ -44,12 +60,15 @@ export function parseRequest(payload: Buffer, options: ParseRequestOptions): Par
   }
   const unsupported = detectUnsupportedFormat(trimmed);
   if (unsupported !== null) {
-    return reject(null, 'UNSUPPORTED_FORMAT', `${unsupported} payloads are not supported over MQTT; send FASTA, JSON or a bare sequence`);
+    return reject(null, 'UNSUPPORTED_FORMAT', `${unsupported} payloads are not supported over MQTT; send FASTA, FASTQ, JSON or a bare sequence`);
   }
   if (trimmed.startsWith('>') || trimmed.startsWith(';')) {
-    return fromFasta(null, trimmed);
+    return fromFasta(null, trimmed, null);
   }
-  return fromSequence(null, trimmed);
+  if (trimmed.startsWith('@')) {
+    return fromFasta(null, trimmed, null, parseFastq);
+  }
+  return fromSequence(null, trimmed, null);
 }
 
 function parseJsonRequest(text: string): ParsedRequest {
@@ -71,14 +90,15 @@ function parseJsonRequest(text: string): ParsedRequest {
   const requestId = id === undefined || id === null ? null : String(id);
 
   const kind = request.kind;
-  if (kind !== undefined) {
+  let sequenceKind: SequenceKind | null = null;
+  if (kind !== undefined && kind !== null) {
     if (typeof kind !== 'string') {
       return reject(requestId, 'INVALID_REQUEST', `field "kind" must be a string, got ${describeType(kind)}`);
     }
-    if (!SUPPORTED_KINDS.includes(kind)) {
-      const known = KNOWN_UNSUPPORTED_KINDS.includes(kind) ? '' : ' (unknown kind)';
-      return reject(requestId, 'UNSUPPORTED_FORMAT', `kind "${kind}" is not supported${known}; only "protein" is`);
+    if (!isSequenceKind(kind)) {
+      return reject(requestId, 'UNSUPPORTED_FORMAT', `kind "${kind}" is not supported; use "protein", "dna" or "rna", or leave it out to detect it`);
     }
+    sequenceKind = kind;
   }
 
   const requestOptions = request.options;
@@ -94,25 +114,30 @@ function parseJsonRequest(text: string): ParsedRequest {
     if (typeof sequence !== 'string') {
       return reject(requestId, 'INVALID_REQUEST', `field "sequence" must be a string, got ${describeType(sequence)}`);
     }
-    return fromSequence(requestId, sequence);
+    return fromSequence(requestId, sequence, sequenceKind);
   }
   if (fasta !== undefined) {
     if (typeof fasta !== 'string') {
       return reject(requestId, 'INVALID_REQUEST', `field "fasta" must be a string, got ${describeType(fasta)}`);
     }
-    return fromFasta(requestId, fasta);
+    return fromFasta(requestId, fasta, sequenceKind);
   }
   return reject(requestId, 'INVALID_REQUEST', 'request has neither a "sequence" nor a "fasta" field');
 }
 
 /** Wraps a bare sequence as one record. An empty sequence is kept, so normalization rejects it with its own code. */
-function fromSequence(requestId: string | null, sequence: string): ParsedRequest {
+function fromSequence(requestId: string | null, sequence: string, kind: SequenceKind | null): ParsedRequest {
   const record: SequenceRecord = { recordId: requestId ?? defaultRecordId(0), description: '', rawSequence: sequence, index: 0 };
-  return { ok: true, requestId, kind: 'protein', records: [record], rejected: [] };
+  return { ok: true, requestId, kind, records: [record], rejected: [] };
 }
 
-function fromFasta(requestId: string | null, text: string): ParsedRequest {
-  const { records, rejected } = parseFasta(text);
+function fromFasta(
+  requestId: string | null,
+  text: string,
+  kind: SequenceKind | null,
+  parse: (text: string) => ParsedRecords = parseFasta,
+): ParsedRequest {
+  const { records, rejected } = parse(text);
   if (records.length === 0) {
     // With no records and only rejections of the whole input, the request itself is rejected.
     const inputLevel = rejected.find((entry) => entry.recordIndex === INPUT_RECORD_INDEX);
@@ -120,7 +145,7 @@ function fromFasta(requestId: string | null, text: string): ParsedRequest {
     if (inputLevel && onlyInputLevel) return reject(requestId, toErrorCode(inputLevel.code), inputLevel.message);
     if (rejected.length === 0) return reject(requestId, 'EMPTY_INPUT', 'FASTA text contains no records');
   }
-  return { ok: true, requestId, kind: 'protein', records, rejected };
+  return { ok: true, requestId, kind, records, rejected };
 }
 
 function reject(requestId: string | null, code: ErrorCode, message: string): ParsedRequest {

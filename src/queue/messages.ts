@@ -25,6 +25,7 @@ export function predictionMessage(
     latencyMs: details.latencyMs,
     createdAt: details.createdAt.toISOString(),
     prediction,
+    ...(job.orf ? { orf: job.orf } : {}),
   };
   return { topic: topics.predictions, payload: JSON.stringify(message), qos: 1, retain: false };
 }
@@ -68,6 +69,7 @@ export function responseMessage(input: InputRow, outcomes: JobOutcome[], rejecti
         latencyMs: outcome.latencyMs ?? 0,
         createdAt: outcome.finishedAt,
         prediction: outcome.prediction,
+        ...(outcome.orf ? { orf: outcome.orf } : {}),
       });
     } else {
       errors.push({

@@ -124,8 +124,76 @@ JOIN jobs j ON j.id = r.job_id
 JOIN inputs i ON i.id = j.input_id;
 `;
 
+// An inbox file is stored in chunks of jobs, so its input row exists before its last record
+// does. `complete` is 0 until the last chunk commits, and an input is finished only when it is 1.
+// Rows written before this migration were stored in one transaction and are complete.
+const INPUT_COMPLETE_FLAG = `
+ALTER TABLE inputs ADD COLUMN complete INTEGER NOT NULL DEFAULT 1 CHECK (complete IN (0, 1));
+`;
+
+// A protein translated from an ORF of a DNA or RNA record keeps where it came from. The columns
+// are NULL for protein records. Coordinates are 1-based and inclusive on the forward strand.
+// The predictions view is re-created with the ORF columns appended, so its other columns keep
+// their names and order.
+const ORF_COLUMNS = `
+ALTER TABLE jobs ADD COLUMN parent_record_id TEXT;
+ALTER TABLE jobs ADD COLUMN parent_record_index INTEGER;
+ALTER TABLE jobs ADD COLUMN orf_number INTEGER;
+ALTER TABLE jobs ADD COLUMN orf_strand TEXT CHECK (orf_strand IN ('+', '-'));
+ALTER TABLE jobs ADD COLUMN orf_frame INTEGER CHECK (orf_frame IN (1, 2, 3));
+ALTER TABLE jobs ADD COLUMN orf_start INTEGER;
+ALTER TABLE jobs ADD COLUMN orf_end INTEGER;
+ALTER TABLE jobs ADD COLUMN orf_has_stop INTEGER CHECK (orf_has_stop IN (0, 1));
+ALTER TABLE jobs ADD COLUMN nucleotide_length INTEGER;
+ALTER TABLE jobs ADD COLUMN genetic_code INTEGER;
+
+DROP VIEW predictions;
+CREATE VIEW predictions AS
+SELECT
+  r.id AS result_id,
+  r.created_at AS created_at,
+  i.source AS source,
+  i.request_id AS request_id,
+  j.record_id AS record_id,
+  i.origin AS origin,
+  r.sequence_hash AS sequence_hash,
+  j.length AS length,
+  COALESCE(
+    (SELECT group_concat(label, ', ') FROM (
+      SELECT json_extract(value, '$.label') AS label
+      FROM json_each(r.prediction, '$.localization.predicted') ORDER BY key)),
+    json_extract(r.prediction, '$.localization.top[0].label')
+  ) AS localization,
+  (SELECT group_concat(label, ', ') FROM (
+    SELECT json_extract(value, '$.label') AS label
+    FROM json_each(r.prediction, '$.go.top') ORDER BY key)) AS top_go_terms,
+  COALESCE(
+    (SELECT group_concat(label, ', ') FROM (
+      SELECT json_extract(value, '$.label') AS label
+      FROM json_each(r.prediction, '$.function.predicted') ORDER BY key)),
+    json_extract(r.prediction, '$.function.top[0].label')
+  ) AS function,
+  json_extract(r.prediction, '$.lm.logLikelihood') AS log_likelihood,
+  r.cached AS cached,
+  r.latency_ms AS latency_ms,
+  r.model_id AS model_id,
+  j.parent_record_id AS parent_record_id,
+  j.orf_strand AS orf_strand,
+  j.orf_frame AS orf_frame,
+  j.orf_start AS orf_start,
+  j.orf_end AS orf_end,
+  j.genetic_code AS genetic_code
+FROM results r
+JOIN jobs j ON j.id = r.job_id
+JOIN inputs i ON i.id = j.input_id;
+`;
+
 /** Migrations of this build, in version order. A migration that has shipped must never change. */
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', sql: INITIAL_SCHEMA }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
+  { version: 2, name: 'input complete flag', sql: INPUT_COMPLETE_FLAG },
+  { version: 3, name: 'ORF columns of jobs', sql: ORF_COLUMNS },
+];
 
 /** A row of `schema_migrations`. */
 export interface SchemaMigrationRecord {
@@ -146,6 +214,8 @@ export interface InputRecord {
   status: InputStatus;
   created_at: string;
   finished_at: string | null;
+  /** 0 while an inbox file is being stored in chunks, 1 once its last chunk is committed. */
+  complete: 0 | 1;
 }
 
 /** A row of `jobs`. `changes` is a JSON array of strings. */
@@ -166,6 +236,17 @@ export interface JobRecord {
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
+  /** ORF columns (migration 3), all NULL for a protein record. */
+  parent_record_id: string | null;
+  parent_record_index: number | null;
+  orf_number: number | null;
+  orf_strand: '+' | '-' | null;
+  orf_frame: 1 | 2 | 3 | null;
+  orf_start: number | null;
+  orf_end: number | null;
+  orf_has_stop: 0 | 1 | null;
+  nucleotide_length: number | null;
+  genetic_code: number | null;
 }
 
 /** A row of `results`. `prediction` is a `Prediction` as JSON and `cached` is 0 or 1. */
@@ -227,4 +308,10 @@ export interface PredictionViewRecord {
   cached: 0 | 1;
   latency_ms: number;
   model_id: string;
+  parent_record_id: string | null;
+  orf_strand: '+' | '-' | null;
+  orf_frame: 1 | 2 | 3 | null;
+  orf_start: number | null;
+  orf_end: number | null;
+  genetic_code: number | null;
 }

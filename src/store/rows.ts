@@ -1,4 +1,4 @@
-import type { JobSource, RejectedRecord } from '../contracts/jobs';
+import type { JobSource, NewJob, OrfOrigin, RejectedRecord } from '../contracts/jobs';
 import type { Prediction } from '../contracts/prediction';
 import type { InputRow, JobOutcome, JobRow, OutboxRow } from '../contracts/store';
 import type { InputRecord, JobRecord, OutboxRecord, RejectionRecord } from './migrations';
@@ -12,7 +12,7 @@ export type JobWithInput = JobRecord & { source: JobSource; request_id: string |
 /** A finished job joined with its result, which is null for a failed job. */
 export type OutcomeRecord = Pick<
   JobRecord,
-  'record_id' | 'record_index' | 'sequence_hash' | 'length' | 'changes' | 'error_code' | 'error_message'
+  'record_id' | 'record_index' | 'sequence_hash' | 'length' | 'changes' | 'error_code' | 'error_message' | OrfColumn
 > & {
   job_id: number;
   status: 'done' | 'failed';
@@ -21,6 +21,49 @@ export type OutcomeRecord = Pick<
   cached: 0 | 1 | null;
   latency_ms: number | null;
 };
+
+/** The ORF columns of `jobs`. */
+type OrfColumn =
+  | 'parent_record_id' | 'parent_record_index' | 'orf_number' | 'orf_strand' | 'orf_frame' | 'orf_start' | 'orf_end'
+  | 'orf_has_stop' | 'nucleotide_length' | 'genetic_code';
+
+/** Returns the ORF columns of a new job, all null for a protein record. */
+export function orfColumns(job: NewJob): Pick<JobRecord, OrfColumn> {
+  const orf = job.orf;
+  let hasStop: 0 | 1 | null = null;
+  if (orf !== undefined) hasStop = orf.hasStopCodon ? 1 : 0;
+  return {
+    parent_record_id: orf?.parentRecordId ?? null,
+    parent_record_index: orf?.parentRecordIndex ?? null,
+    orf_number: orf?.orfNumber ?? null,
+    orf_strand: orf?.strand ?? null,
+    orf_frame: orf?.frame ?? null,
+    orf_start: orf?.start ?? null,
+    orf_end: orf?.end ?? null,
+    orf_has_stop: hasStop,
+    nucleotide_length: orf?.nucleotideLength ?? null,
+    genetic_code: orf?.geneticCode ?? null,
+  };
+}
+
+/** Rebuilds the ORF of a stored job, or returns null for a protein record. */
+export function toOrfOrigin(record: Pick<JobRecord, OrfColumn>): OrfOrigin | null {
+  const { parent_record_id, parent_record_index, orf_number, orf_strand, orf_frame, orf_start, orf_end } = record;
+  if (parent_record_id === null || parent_record_index === null || orf_number === null || orf_strand === null || orf_frame === null) return null;
+  if (orf_start === null || orf_end === null || record.nucleotide_length === null || record.genetic_code === null) return null;
+  return {
+    parentRecordId: parent_record_id,
+    parentRecordIndex: parent_record_index,
+    orfNumber: orf_number,
+    strand: orf_strand,
+    frame: orf_frame,
+    start: orf_start,
+    end: orf_end,
+    hasStopCodon: record.orf_has_stop === 1,
+    nucleotideLength: record.nucleotide_length,
+    geneticCode: record.genetic_code,
+  };
+}
 
 export function toInputRow(record: InputWithCounts): InputRow {
   return {
@@ -54,6 +97,7 @@ export function toJobRow(record: JobWithInput): JobRow {
     status: record.status,
     attempts: record.attempts,
     createdAt: record.created_at,
+    orf: toOrfOrigin(record),
   };
 }
 
@@ -72,6 +116,7 @@ export function toJobOutcome(record: OutcomeRecord): JobOutcome {
     errorCode: record.error_code,
     errorMessage: record.error_message,
     finishedAt: record.finished_at,
+    orf: toOrfOrigin(record),
   };
 }
 

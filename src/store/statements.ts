@@ -1,7 +1,15 @@
 import type Database from 'better-sqlite3';
 import type { JobSource, JobStatus } from '../contracts/jobs';
-import type { InputRecord, OutboxRecord, RejectionRecord } from './migrations';
+import type { InputRecord, JobRecord, OutboxRecord, RejectionRecord } from './migrations';
 import type { InputWithCounts, JobWithInput, OutcomeRecord } from './rows';
+
+/** Bound parameters of a job insert; the ORF columns are null for a protein record. */
+export type JobInsertParams = Pick<
+  JobRecord,
+  | 'input_id' | 'record_id' | 'record_index' | 'description' | 'residues' | 'sequence_hash' | 'length' | 'changes' | 'created_at'
+  | 'parent_record_id' | 'parent_record_index' | 'orf_number' | 'orf_strand' | 'orf_frame' | 'orf_start' | 'orf_end' | 'orf_has_stop'
+  | 'nucleotide_length' | 'genetic_code'
+>;
 
 const INPUT_WITH_COUNTS = `
   SELECT i.*,
@@ -15,7 +23,7 @@ const UNFINISHED_JOBS_OF_INPUT = `SELECT 1 FROM jobs j WHERE j.input_id = i.id A
 export function prepareStatements(db: Database.Database) {
   return {
     // Inputs.
-    insertInput: db.prepare<[Omit<InputRecord, 'id' | 'status' | 'finished_at'>]>(
+    insertInput: db.prepare<[Omit<InputRecord, 'id' | 'status' | 'finished_at' | 'complete'>]>(
       `INSERT INTO inputs (source, input_key, request_id, origin, reply_topic, correlation_data, status, created_at)
        VALUES (@source, @input_key, @request_id, @origin, @reply_topic, @correlation_data, 'open', @created_at)`,
     ),
@@ -27,18 +35,43 @@ export function prepareStatements(db: Database.Database) {
     ).pluck(),
     completeOpenInputs: db.prepare<[{ source: JobSource | null }], InputWithCounts>(
       `${INPUT_WITH_COUNTS}
-       WHERE i.status = 'open' AND (@source IS NULL OR i.source = @source) AND NOT EXISTS (${UNFINISHED_JOBS_OF_INPUT})
+       WHERE i.status = 'open' AND i.complete = 1 AND (@source IS NULL OR i.source = @source)
+         AND NOT EXISTS (${UNFINISHED_JOBS_OF_INPUT})
        ORDER BY i.id`,
     ),
     inputStatus: db.prepare<[number], InputRecord['status']>('SELECT status FROM inputs WHERE id = ?').pluck(),
     finishInput: db.prepare<[string, number]>(`UPDATE inputs SET status = 'finished', finished_at = ? WHERE id = ? AND status = 'open'`),
+    insertIncompleteInput: db.prepare<[Omit<InputRecord, 'id' | 'status' | 'finished_at' | 'complete'>]>(
+      `INSERT INTO inputs (source, input_key, request_id, origin, reply_topic, correlation_data, status, created_at, complete)
+       VALUES (@source, @input_key, @request_id, @origin, @reply_topic, @correlation_data, 'open', @created_at, 0)`,
+    ),
+    inputComplete: db.prepare<[number], 0 | 1>('SELECT complete FROM inputs WHERE id = ?').pluck(),
+    markInputComplete: db.prepare<[number]>('UPDATE inputs SET complete = 1 WHERE id = ? AND complete = 0'),
+    // An ORF job has a record index of its own, so its parent's index is the parsed record's.
+    lastStoredRecordIndex: db.prepare<[number, number], number | null>(
+      `SELECT max(record_index) FROM (
+         SELECT COALESCE(parent_record_index, record_index) AS record_index FROM jobs WHERE input_id = ?
+         UNION ALL SELECT record_index FROM rejections WHERE input_id = ?)`,
+    ).pluck(),
 
     // Jobs.
     insertJob: db.prepare<
-      [{ input_id: number; record_id: string; record_index: number; description: string; residues: string; sequence_hash: string; length: number; changes: string; created_at: string }]
+      [JobInsertParams]
     >(
-      `INSERT INTO jobs (input_id, record_id, record_index, description, residues, sequence_hash, length, changes, status, attempts, created_at)
-       VALUES (@input_id, @record_id, @record_index, @description, @residues, @sequence_hash, @length, @changes, 'pending', 0, @created_at)`,
+      `INSERT INTO jobs (input_id, record_id, record_index, description, residues, sequence_hash, length, changes, status, attempts, created_at,
+         parent_record_id, parent_record_index, orf_number, orf_strand, orf_frame, orf_start, orf_end, orf_has_stop, nucleotide_length, genetic_code)
+       VALUES (@input_id, @record_id, @record_index, @description, @residues, @sequence_hash, @length, @changes, 'pending', 0, @created_at,
+         @parent_record_id, @parent_record_index, @orf_number, @orf_strand, @orf_frame, @orf_start, @orf_end, @orf_has_stop, @nucleotide_length, @genetic_code)`,
+    ),
+    // A chunk stored again after a crash skips the record indexes that are already stored.
+    insertJobIfNew: db.prepare<
+      [JobInsertParams]
+    >(
+      `INSERT INTO jobs (input_id, record_id, record_index, description, residues, sequence_hash, length, changes, status, attempts, created_at,
+         parent_record_id, parent_record_index, orf_number, orf_strand, orf_frame, orf_start, orf_end, orf_has_stop, nucleotide_length, genetic_code)
+       VALUES (@input_id, @record_id, @record_index, @description, @residues, @sequence_hash, @length, @changes, 'pending', 0, @created_at,
+         @parent_record_id, @parent_record_index, @orf_number, @orf_strand, @orf_frame, @orf_start, @orf_end, @orf_has_stop, @nucleotide_length, @genetic_code)
+       ON CONFLICT (input_id, record_index) DO NOTHING`,
     ),
     jobIdsOfInput: db.prepare<[number], number>('SELECT id FROM jobs WHERE input_id = ? ORDER BY record_index').pluck(),
     jobWithInput: db.prepare<[number], JobWithInput>(
@@ -62,7 +95,9 @@ export function prepareStatements(db: Database.Database) {
     countJobsByStatus: db.prepare<[], { status: JobStatus; count: number }>('SELECT status, count(*) AS count FROM jobs GROUP BY status'),
     outcomesOfInput: db.prepare<[number], OutcomeRecord>(
       `SELECT j.id AS job_id, j.record_id, j.record_index, j.sequence_hash, j.length, j.changes, j.status,
-              j.error_code, j.error_message, j.finished_at, r.prediction, r.cached, r.latency_ms
+              j.error_code, j.error_message, j.finished_at, r.prediction, r.cached, r.latency_ms,
+              j.parent_record_id, j.parent_record_index, j.orf_number, j.orf_strand, j.orf_frame, j.orf_start, j.orf_end,
+              j.orf_has_stop, j.nucleotide_length, j.genetic_code
        FROM jobs j LEFT JOIN results r ON r.job_id = j.id
        WHERE j.input_id = ? AND j.status IN ('done', 'failed')
        ORDER BY j.record_index`,
@@ -84,6 +119,11 @@ export function prepareStatements(db: Database.Database) {
     insertRejection: db.prepare<[Omit<RejectionRecord, 'id'>]>(
       `INSERT INTO rejections (input_id, record_id, record_index, code, message, created_at)
        VALUES (@input_id, @record_id, @record_index, @code, @message, @created_at)`,
+    ),
+    insertRejectionIfNew: db.prepare<[Omit<RejectionRecord, 'id'>]>(
+      `INSERT INTO rejections (input_id, record_id, record_index, code, message, created_at)
+       SELECT @input_id, @record_id, @record_index, @code, @message, @created_at
+       WHERE NOT EXISTS (SELECT 1 FROM rejections WHERE input_id = @input_id AND record_index = @record_index AND code = @code)`,
     ),
     rejectionsOfInput: db.prepare<[number], RejectionRecord>('SELECT * FROM rejections WHERE input_id = ? ORDER BY record_index, id'),
 

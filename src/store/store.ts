@@ -1,11 +1,11 @@
 import type Database from 'better-sqlite3';
 import type { JobSource, JobStatus, NewInput, NewJob, RejectedRecord } from '../contracts/jobs';
 import type { Prediction } from '../contracts/prediction';
-import type { EnqueueResult, InputRow, JobOutcome, JobResult, JobRow, OutboxMessage, OutboxRow } from '../contracts/store';
+import type { BeginInputResult, EnqueueResult, InputRow, JobOutcome, JobResult, JobRow, OutboxMessage, OutboxRow } from '../contracts/store';
 import type { Logger } from '../log';
 import { openDatabase, withSynchronousFull } from './db';
 import { JobStateError } from './errors';
-import { toInputRow, toJobOutcome, toJobRow, toOutboxRow, toRejectedRecord } from './rows';
+import { orfColumns, toInputRow, toJobOutcome, toJobRow, toOutboxRow, toRejectedRecord } from './rows';
 import { prepareStatements, type Statements } from './statements';
 
 export interface StoreOptions {
@@ -25,6 +25,8 @@ interface OpenState {
   complete: Database.Transaction<(jobId: number, result: JobResult, publications: OutboxMessage[]) => void>;
   fail: Database.Transaction<(jobId: number, code: string, message: string, publications: OutboxMessage[]) => void>;
   finish: Database.Transaction<(inputId: number, publications: OutboxMessage[]) => boolean>;
+  begin: Database.Transaction<(input: NewInput) => BeginInputResult>;
+  append: Database.Transaction<(inputId: number, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) => number[]>;
 }
 
 /**
@@ -73,6 +75,10 @@ export class Store {
       finish: db.transaction((inputId: number, publications: OutboxMessage[]) =>
         this.finishInTransaction(statements, inputId, publications),
       ),
+      begin: db.transaction((input: NewInput) => this.beginInTransaction(statements, input)),
+      append: db.transaction((inputId: number, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) =>
+        this.appendInTransaction(statements, inputId, jobs, rejected, publications),
+      ),
     };
     this.logger.info({ file: this.file, schemaVersion, appliedMigrations: appliedVersions }, 'database opened');
   }
@@ -113,6 +119,37 @@ export class Store {
       this.logger.debug({ inputId: result.inputId, inputKey: input.inputKey }, 'input already stored');
     }
     return result;
+  }
+
+  /**
+   * Stores an input row marked incomplete, whose records follow in chunks through
+   * `appendInputRecords` and which `completeInput` marks complete. An incomplete input is never
+   * listed by `listCompleteOpenInputs`. When an input with the same key exists, inserts nothing
+   * and returns it with the highest record index stored so far, so an interrupted input resumes.
+   */
+  beginInput(input: NewInput): BeginInputResult {
+    const state = this.requireOpen();
+    return withSynchronousFull(state.db, () => state.begin.immediate(input));
+  }
+
+  /**
+   * Stores one chunk of an input's jobs, rejected records and messages in one durable
+   * transaction. Jobs and rejections whose record index (and code) the input already has are
+   * skipped, so a chunk stored twice adds nothing. Returns the ids of the jobs inserted.
+   */
+  appendInputRecords(inputId: number, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]): number[] {
+    const state = this.requireOpen();
+    return withSynchronousFull(state.db, () => state.append.immediate(inputId, jobs, rejected, publications));
+  }
+
+  /** Marks an input stored with `beginInput` complete. Returns false when it already was. Throws when it does not exist. */
+  completeInput(inputId: number): boolean {
+    const state = this.requireOpen();
+    return withSynchronousFull(state.db, () => {
+      if (state.statements.markInputComplete.run(inputId).changes > 0) return true;
+      if (state.statements.inputComplete.get(inputId) === undefined) throw new Error(`cannot complete input ${inputId}: input not found`);
+      return false;
+    });
   }
 
   /** Moves jobs that a previous process left running back to pending. Returns the number moved. */
@@ -172,10 +209,10 @@ export class Store {
     return record === undefined ? null : toInputRow(record);
   }
 
-  /** True when the input exists and none of its jobs is pending or running. */
+  /** True when the input exists, all its records are stored, and none of its jobs is pending or running. */
   isInputComplete(inputId: number): boolean {
     const { statements } = this.requireOpen();
-    if (statements.inputStatus.get(inputId) === undefined) return false;
+    if (statements.inputComplete.get(inputId) !== 1) return false;
     return statements.inputHasUnfinishedJobs.get(inputId) === 0;
   }
 
@@ -295,6 +332,7 @@ export class Store {
           length: job.sequence.residues.length,
           changes: JSON.stringify(job.sequence.changes),
           created_at: createdAt,
+          ...orfColumns(job),
         }).lastInsertRowid,
       ),
     );
@@ -311,6 +349,72 @@ export class Store {
     }
     insertPublications(statements, publications, createdAt);
     return { inputId, inserted: true, jobIds };
+  }
+
+  private beginInTransaction(statements: Statements, input: NewInput): BeginInputResult {
+    const existingId = statements.inputIdByKey.get(input.inputKey);
+    if (existingId !== undefined) {
+      return {
+        inputId: existingId,
+        inserted: false,
+        complete: statements.inputComplete.get(existingId) === 1,
+        lastRecordIndex: statements.lastStoredRecordIndex.get(existingId, existingId) ?? null,
+      };
+    }
+
+    const inputId = Number(
+      statements.insertIncompleteInput.run({
+        source: input.source,
+        input_key: input.inputKey,
+        request_id: input.requestId,
+        origin: input.origin,
+        reply_topic: input.reply?.responseTopic ?? null,
+        correlation_data: input.reply?.correlationData ?? null,
+        created_at: this.clock().toISOString(),
+      }).lastInsertRowid,
+    );
+    return { inputId, inserted: true, complete: false, lastRecordIndex: null };
+  }
+
+  private appendInTransaction(
+    statements: Statements,
+    inputId: number,
+    jobs: NewJob[],
+    rejected: RejectedRecord[],
+    publications: OutboxMessage[],
+  ): number[] {
+    if (statements.inputComplete.get(inputId) !== 0) throw new Error(`cannot add records to input ${inputId}: input not found or already complete`);
+
+    const createdAt = this.clock().toISOString();
+    const jobIds: number[] = [];
+    for (const job of jobs) {
+      const outcome = statements.insertJobIfNew.run({
+        input_id: inputId,
+        record_id: job.recordId,
+        record_index: job.recordIndex,
+        description: job.description,
+        residues: job.sequence.residues,
+        sequence_hash: job.sequence.sequenceHash,
+        length: job.sequence.residues.length,
+        changes: JSON.stringify(job.sequence.changes),
+        created_at: createdAt,
+        ...orfColumns(job),
+      });
+      if (outcome.changes > 0) jobIds.push(Number(outcome.lastInsertRowid));
+    }
+
+    for (const record of rejected) {
+      statements.insertRejectionIfNew.run({
+        input_id: inputId,
+        record_id: record.recordId,
+        record_index: record.recordIndex,
+        code: record.code,
+        message: record.message,
+        created_at: createdAt,
+      });
+    }
+    insertPublications(statements, publications, createdAt);
+    return jobIds;
   }
 
   private claimInTransaction(statements: Statements, limit: number): JobRow[] {

@@ -128,7 +128,9 @@ describe('detectTextFormat', () => {
     ['  [{"sequence":"MKV"}]', 'json'],
     ['', 'unknown'],
     ['LOCUS       AB000263   368 bp    mRNA    linear   PRI 05-FEB-1999\n', 'unknown'],
-    ['@read1\nACGT\n+\nIIII\n', 'unknown'],
+    ['@read1\nACGT\n+\nIIII\n', 'fastq'],
+    ['\r\n@read1 lane 2\r\nACGT\r\n+read1\r\nIIII\r\n', 'fastq'],
+    ['@read1\nACGT\nIIII\n', 'fastq'],
   ])('%j is %s', (text, format) => {
     expect(detectTextFormat(text)).toBe(format);
   });
@@ -139,14 +141,12 @@ describe('detectUnsupportedFormat', () => {
     ['LOCUS       AB000263   368 bp    mRNA    linear   PRI 05-FEB-1999\nDEFINITION x\n', 'GenBank'],
     ['ID   INS_HUMAN               Reviewed;         110 AA.\nAC   P01308;\n', 'EMBL/Swiss-Prot'],
     ['# STOCKHOLM 1.0\nseq1 MKV\n//\n', 'Stockholm'],
-    ['@read1\nACGT\n+\nIIII\n', 'FASTQ'],
-    ['\r\n@read1 lane 2\r\nACGT\r\n+read1\r\nIIII\r\n', 'FASTQ'],
     ['>a\nMK\u0000V\n', 'binary data'],
   ])('%j is %s', (text, name) => {
     expect(detectUnsupportedFormat(text)).toBe(name);
   });
 
-  test.each([['>a\nMKV\n'], ['MKVLLA\n'], ['@notfastq\n']])('%j is not flagged', (text) => {
+  test.each([['>a\nMKV\n'], ['MKVLLA\n'], ['@notfastq\n'], ['@read1\nACGT\n+\nIIII\n']])('%j is not flagged', (text) => {
     expect(detectUnsupportedFormat(text)).toBeNull();
   });
 });

@@ -163,12 +163,10 @@ describe('InboxWatcher', () => {
   });
 
   test.each([
-    ['reads.fasta.gz', Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0]), 'gzip'],
     ['record.txt', 'LOCUS       AB000263   368 bp    mRNA\n', 'GenBank'],
-    ['reads.txt', '@r1\nACGT\n+\nIIII\n', 'FASTQ'],
-    ['reads.fq', '@r1\nACGT\n+\nIIII\n', 'FASTQ'],
-    ['genes.fna', '>g1\nATGAAACCC\n', 'nucleotide FASTA'],
-    ['plain.fasta', Buffer.from([0x1f, 0x8b, 8, 0]), 'gzip'],
+    ['entry.txt', 'ID   INS_HUMAN               Reviewed;         110 AA.\n', 'EMBL/Swiss-Prot'],
+    ['family.txt', '# STOCKHOLM 1.0\nseq1 MKV\n//\n', 'Stockholm'],
+    ['blob.fasta', Buffer.from([0x00, 0xff, 0xfe, 0x80, 0x00]), 'UTF-8'],
   ])('%s rejected as unsupported', async (name, content, formatName) => {
     const watcher = fixture.newWatcher();
     await watcher.start();

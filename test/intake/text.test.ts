@@ -7,7 +7,6 @@ describe('parseSequenceText', () => {
     ['LOCUS       AB000263   368 bp    mRNA\n', 'GenBank'],
     ['ID   INS_HUMAN   Reviewed;   110 AA.\n', 'EMBL/Swiss-Prot'],
     ['# STOCKHOLM 1.0\n', 'Stockholm'],
-    ['@r1\nACGT\n+\nIIII\n', 'FASTQ'],
   ])('%j rejected by name', (text, name) => {
     const { records, rejected } = parseSequenceText(text);
 
@@ -20,6 +19,13 @@ describe('parseSequenceText', () => {
 
   test('FASTA text parsed', () => {
     expect(parseSequenceText('>a\nMKV\n').records.map((record) => record.recordId)).toEqual(['a']);
+  });
+
+  test('FASTQ text parsed', () => {
+    const { records, rejected } = parseSequenceText('@r1 lane 1\nMKVL\n+\nIIII\n');
+
+    expect(rejected).toEqual([]);
+    expect(records).toEqual([{ recordId: 'r1', description: 'lane 1', rawSequence: 'MKVL', quality: 'IIII', index: 0 }]);
   });
 
   test('JSON text parsed', () => {

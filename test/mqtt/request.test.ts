@@ -13,7 +13,7 @@ describe('parseRequest', () => {
     expect(parsed.ok).toBe(true);
     if (!parsed.ok) return;
     expect(parsed.requestId).toBe('abc');
-    expect(parsed.kind).toBe('protein');
+    expect(parsed.kind).toBeNull();
     expect(parsed.records).toEqual([{ recordId: 'abc', description: '', rawSequence: 'MKTAYIAKQR', index: 0 }]);
     expect(parsed.rejected).toEqual([]);
   });
@@ -64,7 +64,7 @@ describe('parseRequest', () => {
   const rejections: Array<{ name: string; payload: string | Buffer; code: ErrorCode; mentions: string; requestId?: string }> = [
     { name: 'too large', payload: 'M'.repeat(257), code: 'PAYLOAD_TOO_LARGE', mentions: '257 bytes' },
     { name: 'invalid UTF-8', payload: Buffer.from([0x3e, 0x70, 0x0a, 0xc3, 0x28]), code: 'UNSUPPORTED_FORMAT', mentions: 'UTF-8' },
-    { name: 'gzip bytes', payload: Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe]), code: 'UNSUPPORTED_FORMAT', mentions: 'UTF-8' },
+    { name: 'truncated gzip', payload: Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe]), code: 'CORRUPT_GZIP', mentions: 'gzip' },
     { name: 'empty payload', payload: '', code: 'EMPTY_INPUT', mentions: 'empty' },
     { name: 'blank payload', payload: ' \n\t', code: 'EMPTY_INPUT', mentions: 'empty' },
     { name: 'broken JSON', payload: '{"sequence": "MKT"', code: 'INVALID_JSON', mentions: 'not valid JSON' },
@@ -74,11 +74,9 @@ describe('parseRequest', () => {
     { name: 'numeric sequence', payload: '{"id":"n","sequence":123}', code: 'INVALID_REQUEST', mentions: '"sequence" must be a string', requestId: 'n' },
     { name: 'object fasta', payload: '{"fasta":{}}', code: 'INVALID_REQUEST', mentions: '"fasta" must be a string' },
     { name: 'boolean id', payload: '{"id":true,"sequence":"MKT"}', code: 'INVALID_REQUEST', mentions: '"id"' },
-    { name: 'dna kind', payload: '{"id":"d","kind":"dna","sequence":"ACGT"}', code: 'UNSUPPORTED_FORMAT', mentions: 'dna', requestId: 'd' },
-    { name: 'unknown kind', payload: '{"kind":"rna2","sequence":"ACGU"}', code: 'UNSUPPORTED_FORMAT', mentions: 'unknown kind' },
+    { name: 'unknown kind', payload: '{"kind":"rna2","sequence":"ACGU"}', code: 'UNSUPPORTED_FORMAT', mentions: 'kind "rna2" is not supported' },
     { name: 'numeric kind', payload: '{"kind":1,"sequence":"MKT"}', code: 'INVALID_REQUEST', mentions: '"kind"' },
     { name: 'array options', payload: '{"sequence":"MKT","options":[]}', code: 'INVALID_REQUEST', mentions: '"options"' },
-    { name: 'FASTQ text', payload: '@read1\nMKT\n+\nIII\n', code: 'UNSUPPORTED_FORMAT', mentions: 'FASTQ' },
     { name: 'empty fasta field', payload: '{"fasta":""}', code: 'EMPTY_INPUT', mentions: 'no sequence records' },
   ];
 

@@ -38,7 +38,8 @@ describe('Store jobs', () => {
       status: 'open',
       jobCount: 2,
       rejectedCount: 1,
-      createdAt: '2026-01-01T00:00:01.000Z',
+      // The stepping clock gave one second to each of the three migrations first.
+      createdAt: '2026-01-01T00:00:03.000Z',
     });
     expect(store.inputRejections(result.inputId)).toEqual([
       { recordId: 'bad', recordIndex: 1, code: 'INVALID_RESIDUE', message: 'invalid residue "1" at 4' },
@@ -150,6 +151,7 @@ describe('Store jobs', () => {
       errorCode: null,
       errorMessage: null,
       finishedAt: expect.any(String) as string,
+      orf: null,
     });
   });
 

@@ -19,6 +19,12 @@ const VIEW_COLUMNS = [
   'cached',
   'latency_ms',
   'model_id',
+  'parent_record_id',
+  'orf_strand',
+  'orf_frame',
+  'orf_start',
+  'orf_end',
+  'genetic_code',
 ];
 
 function sqlite3Available(): boolean {
