@@ -34,5 +34,14 @@ export interface Prediction {
   lm: LanguageModelScores;
   /** Residues the model saw; smaller than the sequence length when it was truncated. */
   residuesUsed: number;
+  /**
+   * True when some residues were in no window. The engine reads a sequence longer than the
+   * model's maximum in windows that cover every residue, so its predictions have false here.
+   */
   truncated: boolean;
+  /**
+   * Overlapping windows the sequence was read in, 1 when it fits the model's maximum. Absent in
+   * predictions stored before sequences were windowed, which cut them to the maximum instead.
+   */
+  windows?: number;
 }

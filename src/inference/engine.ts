@@ -5,9 +5,10 @@ import type { Logger } from '../log';
 import { packBatch, planBatches, type BatchLimits, type PackedBatch } from './batching';
 import { checkGraph, headOutputs } from './graph-check';
 import { loadModelPackage, type Manifest, type ModelPackage } from './manifest';
-import { buildPredictions, createPostprocessContext, type PostprocessContext } from './postprocess';
+import { buildPrediction, createPostprocessContext, readWindowScores, type PostprocessContext, type WindowScores } from './postprocess';
 import type { CloseRequest, GraphInfo, RunRequest, RunResult, WorkerInit, WorkerMessage } from './protocol';
-import { Tokenizer } from './tokenizer';
+import { Tokenizer, type EncodedWindow } from './tokenizer';
+import { planWindows, windowOverlap } from './windows';
 import { resolveWorkerScript } from './worker-script';
 
 export interface InferenceEngineOptions {
@@ -26,8 +27,10 @@ export interface InferenceEngineOptions {
 
 /** Counters since the engine was created, warm-up runs excluded. */
 export interface InferenceStats {
-  /** Sequences run through the model. */
+  /** Sequences predicted. */
   inferences: number;
+  /** Windows run through the model: one per sequence of up to maxResidues residues, more for longer ones. */
+  windows: number;
   /** Model runs (batches). */
   batches: number;
   /** Mean time of one model run inside the worker, in ms, or 0 before the first run. */
@@ -52,6 +55,8 @@ interface WorkerHandle {
 interface LoadedModel {
   pkg: ModelPackage;
   tokenizer: Tokenizer;
+  /** Residues shared by neighbouring windows of a long sequence. */
+  windowOverlap: number;
   postprocess: PostprocessContext;
 }
 
@@ -62,9 +67,11 @@ const CLOSE_TIMEOUT_MS = 10_000;
 const WARM_UP_RESIDUES = 'M';
 
 /**
- * Runs the model in a worker thread. Sequences of one predict call are grouped by length into
- * batches padded on the right (see planBatches). A worker crash rejects the runs it owed with an
- * error, and start() can then be called again.
+ * Runs the model in a worker thread. A sequence longer than the model's maximum is read in
+ * overlapping windows whose scores are pooled (see planWindows and buildPrediction). The windows
+ * of all sequences of one predict call are grouped by length into batches padded on the right
+ * (see planBatches). A worker crash rejects the runs it owed with an error, and start() can then
+ * be called again.
  */
 export class InferenceEngine {
   private readonly log: Logger;
@@ -73,7 +80,7 @@ export class InferenceEngine {
   private handle: WorkerHandle | null = null;
   private starting: Promise<void> | null = null;
   private nextRequestId = 1;
-  private readonly totals = { inferences: 0, batches: 0, runMs: 0 };
+  private readonly totals = { inferences: 0, windows: 0, batches: 0, runMs: 0 };
 
   constructor(private readonly options: InferenceEngineOptions) {
     this.log = options.logger.child({ component: 'inference' });
@@ -90,9 +97,14 @@ export class InferenceEngine {
     return this.requireModel().pkg.manifest;
   }
 
-  /** Maximum number of residues the model reads from one sequence. Longer sequences are truncated. */
+  /** Maximum number of residues the model reads in one window. Longer sequences are read in several windows. */
   get maxResidues(): number {
     return this.requireModel().tokenizer.maxResidues;
+  }
+
+  /** Residues shared by neighbouring windows of a sequence longer than maxResidues. */
+  get windowOverlap(): number {
+    return this.requireModel().windowOverlap;
   }
 
   /** True between a successful start() and stop() or a worker crash. */
@@ -101,8 +113,8 @@ export class InferenceEngine {
   }
 
   get stats(): InferenceStats {
-    const { inferences, batches, runMs } = this.totals;
-    return { inferences, batches, meanRunMs: batches > 0 ? runMs / batches : 0 };
+    const { inferences, windows, batches, runMs } = this.totals;
+    return { inferences, windows, batches, meanRunMs: batches > 0 ? runMs / batches : 0 };
   }
 
   /**
@@ -132,9 +144,10 @@ export class InferenceEngine {
   }
 
   /**
-   * Predicts every sequence of upper-case residues, in input order. Sequences longer than
-   * maxResidues are truncated, and their Prediction has `truncated: true`. Rejects when the engine is not
-   * running, a sequence is empty, or the model run fails.
+   * Predicts every sequence of upper-case residues, in input order. A sequence longer than
+   * maxResidues is read in windows that overlap by windowOverlap residues, and its Prediction
+   * gives the number in `windows`. Rejects when the engine is not running, a sequence is empty,
+   * or a model run fails.
    */
   async predict(residues: string[]): Promise<Prediction[]> {
     const model = this.requireModel();
@@ -152,21 +165,35 @@ export class InferenceEngine {
     residues: string[],
     counted: boolean,
   ): Promise<Prediction[]> {
-    const encoded = residues.map((sequence) => model.tokenizer.encode(sequence));
-    const batches = planBatches(encoded.map((sequence) => sequence.ids.length), this.limits);
-    const predictions: Prediction[] = new Array<Prediction>(residues.length);
+    const windowsBySequence = residues.map((sequence) =>
+      planWindows(sequence.length, model.tokenizer.maxResidues, model.windowOverlap),
+    );
+    const encoded: EncodedWindow[] = windowsBySequence.flatMap((windows, sequenceIndex) =>
+      windows.map((window) => model.tokenizer.encodeWindow(residues[sequenceIndex], window)),
+    );
+    const scores = new Array<WindowScores>(encoded.length);
+    const batches = planBatches(encoded.map((window) => window.ids.length), this.limits);
 
     await Promise.all(
       batches.map(async (indices) => {
         const members = indices.map((index) => encoded[index]);
-        const packed = packBatch(members.map((sequence) => sequence.ids), model.pkg.manifest.tokenizer.padId);
+        const packed = packBatch(members.map((window) => window.ids), model.pkg.manifest.tokenizer.padId);
         const { outputs } = await this.run(handle, packed, counted);
-        const batchPredictions = buildPredictions(model.postprocess, outputs, members, packed.seqLength);
+        const batchScores = readWindowScores(model.postprocess, outputs, members, packed.seqLength);
         indices.forEach((index, row) => {
-          predictions[index] = batchPredictions[row]!;
+          scores[index] = batchScores[row]!;
         });
       }),
     );
+
+    // `encoded` lists the windows sequence by sequence, in window order, so a running offset finds each sequence's scores.
+    let offset = 0;
+    const predictions = windowsBySequence.map((windows, sequenceIndex) => {
+      const sequenceScores = scores.slice(offset, offset + windows.length);
+      offset += windows.length;
+      return buildPrediction(model.postprocess, windows, sequenceScores, residues[sequenceIndex].length);
+    });
+    if (counted) this.totals.inferences += predictions.length;
     return predictions;
   }
 
@@ -186,9 +213,11 @@ export class InferenceEngine {
       const graph = await started.ready;
       checkGraph(pkg, graph);
 
+      const tokenizer = new Tokenizer(pkg.manifest.tokenizer);
       const model: LoadedModel = {
         pkg,
-        tokenizer: new Tokenizer(pkg.manifest.tokenizer),
+        tokenizer,
+        windowOverlap: windowOverlap(tokenizer.maxResidues, pkg.manifest.tokenizer.windowOverlap),
         postprocess: createPostprocessContext(pkg),
       };
       await this.runSequences(model, handle, [WARM_UP_RESIDUES], false);
@@ -202,7 +231,14 @@ export class InferenceEngine {
 
     const { pkg } = this.model;
     this.log.info(
-      { modelDir, modelName: pkg.manifest.name, modelId: pkg.modelId, intraOpThreads: this.options.intraOpThreads },
+      {
+        modelDir,
+        modelName: pkg.manifest.name,
+        modelId: pkg.modelId,
+        intraOpThreads: this.options.intraOpThreads,
+        maxResidues: this.model.tokenizer.maxResidues,
+        windowOverlap: this.model.windowOverlap,
+      },
       'model loaded',
     );
   }
@@ -298,7 +334,7 @@ export class InferenceEngine {
       handle.pending.set(requestId, {
         resolve: (result) => {
           if (counted) {
-            this.totals.inferences += batch.batchSize;
+            this.totals.windows += batch.batchSize;
             this.totals.batches += 1;
             this.totals.runMs += result.runMs;
           }

@@ -63,6 +63,8 @@ const tokenizerSchema = z
     maxLength: z.number().int().min(3),
     /** Vocabulary token for residue letters outside the vocabulary; `<unk>` when absent. */
     unknownResidue: z.string().min(1).optional(),
+    /** Residues shared by neighbouring windows of a long sequence. When absent, windowOverlap() in windows.ts picks the default. */
+    windowOverlap: z.number().int().min(0).optional(),
   })
   .superRefine((tokenizer, context) => {
     for (const field of ['padId', 'bosId', 'eosId', 'unkId'] as const) {
@@ -79,6 +81,14 @@ const tokenizerSchema = z
         code: z.ZodIssueCode.custom,
         path: ['unknownResidue'],
         message: `"${tokenizer.unknownResidue}" is not in the vocabulary`,
+      });
+    }
+    const maxResidues = tokenizer.maxLength - (tokenizer.addBos ? 1 : 0) - (tokenizer.addEos ? 1 : 0);
+    if (tokenizer.windowOverlap !== undefined && tokenizer.windowOverlap >= maxResidues) {
+      context.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['windowOverlap'],
+        message: `is ${tokenizer.windowOverlap} but must be below the ${maxResidues} residues of one window`,
       });
     }
     if (new Set(tokenizer.vocab).size !== tokenizer.vocab.length) {

@@ -5,7 +5,10 @@ import pino from 'pino';
 import { bundledModelDir } from '../../src/config/load';
 import type { Prediction } from '../../src/contracts/prediction';
 import { InferenceEngine, type InferenceEngineOptions } from '../../src/inference/engine';
-import { buildAncestorIndex } from '../../src/inference/true-path';
+import { logSoftmaxAt } from '../../src/inference/language-model';
+import type { Manifest } from '../../src/inference/manifest';
+import { sigmoid } from '../../src/inference/postprocess';
+import { buildAncestorIndex, propagateTruePath } from '../../src/inference/true-path';
 import { GFP_AEQVI, INSULIN_HUMAN, LYSOZYME_CHICK, UBIQUITIN_HUMAN } from '../support/proteins';
 import { makeTempDir, writePackage } from './fixtures';
 
@@ -24,6 +27,82 @@ function engineOptions(overrides: Partial<InferenceEngineOptions> = {}): Inferen
 function allScores(prediction: Prediction): number[] {
   const heads = [prediction.localization, prediction.go, ...(prediction.function ? [prediction.function] : [])];
   return heads.flatMap((head) => [...head.predicted, ...head.top].map((item) => item.score));
+}
+
+/** A 2,000-residue sequence made of real proteins end to end. */
+const LONG_PROTEIN = [GFP_AEQVI, LYSOZYME_CHICK, INSULIN_HUMAN, UBIQUITIN_HUMAN].join('').repeat(4).slice(0, 2000);
+
+/** Checks that no listed GO term scores above a listed ancestor. */
+function expectTruePath(prediction: Prediction, manifest: Manifest): void {
+  const { labels } = manifest.heads.go;
+  const ancestors = buildAncestorIndex(labels, manifest.goGraph.parents);
+  const listed = new Map([...prediction.go.top, ...prediction.go.predicted].map((term) => [term.label, term.score]));
+
+  for (const [label, score] of listed) {
+    for (const ancestor of ancestors[labels.indexOf(label)]) {
+      const ancestorScore = listed.get(labels[ancestor]);
+      if (ancestorScore !== undefined) expect(ancestorScore).toBeGreaterThanOrEqual(score);
+    }
+  }
+}
+
+/**
+ * Script of a worker thread that runs the graph once and posts its outputs. onnxruntime-node
+ * cannot run in jest's sandbox because its output arrays come from another realm, so the graph
+ * runs in a worker, as the engine does.
+ */
+const DIRECT_RUN_SCRIPT = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { InferenceSession, Tensor } = require('onnxruntime-node');
+(async () => {
+  const session = await InferenceSession.create(workerData.onnxPath);
+  const dims = [1, workerData.ids.length];
+  const results = await session.run({
+    [workerData.inputIdsName]: new Tensor('int64', BigInt64Array.from(workerData.ids.map(BigInt)), dims),
+    [workerData.attentionMaskName]: new Tensor('int64', new BigInt64Array(workerData.ids.length).fill(1n), dims),
+  });
+  const outputs = {};
+  for (const name of workerData.outputNames) outputs[name] = Array.from(results[name].data);
+  await session.release();
+  parentPort.postMessage(outputs);
+})();
+`;
+
+/**
+ * Runs the graph once with `<bos>` + `residues`, outside the engine, and computes each head's
+ * scores and the sequence log-likelihood directly from the logits.
+ */
+async function runGraphDirectly(manifest: Manifest, residues: string) {
+  const { vocab, bosId } = manifest.tokenizer;
+  const { heads } = manifest;
+  const ids = [bosId, ...residues.split('').map((letter) => vocab.indexOf(letter))];
+  const worker = new Worker(DIRECT_RUN_SCRIPT, {
+    eval: true,
+    workerData: {
+      onnxPath: path.join(modelDir, manifest.onnxFile),
+      ids,
+      inputIdsName: manifest.inputs.inputIds,
+      attentionMaskName: manifest.inputs.attentionMask,
+      outputNames: [heads.localization.output, heads.go.output, heads.lm.output],
+    },
+  });
+  const outputs = await new Promise<Record<string, number[]>>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  await worker.terminate();
+
+  const lm = outputs[heads.lm.output];
+  let logLikelihood = 0;
+  for (let position = 1; position < ids.length; position++) {
+    logLikelihood += logSoftmaxAt(lm, (position - 1) * vocab.length, vocab.length, ids[position]);
+  }
+  const goAncestors = buildAncestorIndex(heads.go.labels, manifest.goGraph.parents);
+  return {
+    localization: outputs[heads.localization.output].map(sigmoid),
+    go: propagateTruePath(outputs[heads.go.output].map(sigmoid), goAncestors),
+    logLikelihood,
+  };
 }
 
 /** Polls `predicate` every 10 ms for up to 5 s. */
@@ -126,14 +205,54 @@ describeWithModel('InferenceEngine with the bundled model', () => {
     expect(second).toEqual(first);
   });
 
-  test('truncates a 2,000-residue sequence', async () => {
-    const long = UBIQUITIN_HUMAN.repeat(27).slice(0, 2000);
-    const [prediction] = await engine.predict([long]);
+  test('reads a 2,000-residue sequence in windows', async () => {
+    const [prediction] = await engine.predict([LONG_PROTEIN]);
 
     expect(engine.maxResidues).toBe(engine.manifest.tokenizer.maxLength - 1);
-    expect(prediction.truncated).toBe(true);
+    expect(prediction.windows).toBeGreaterThan(1);
+    expect(prediction.truncated).toBe(false);
+    expect(prediction.residuesUsed).toBe(2000);
+    expect(prediction.lm.scoredResidues).toBe(2000);
+    expect(Number.isFinite(prediction.lm.logLikelihood)).toBe(true);
+    expect(prediction.lm.perplexity).toBeGreaterThan(1);
+    for (const score of allScores(prediction)) {
+      expect(score).toBeGreaterThanOrEqual(0);
+      expect(score).toBeLessThanOrEqual(1);
+    }
+    expectTruePath(prediction, engine.manifest);
+  });
+
+  test('reads a maxResidues sequence in one window', async () => {
+    const sequence = GFP_AEQVI.repeat(3).slice(0, engine.maxResidues);
+    const [prediction] = await engine.predict([sequence]);
+    const direct = await runGraphDirectly(engine.manifest, sequence);
+    const { localization, go } = engine.manifest.heads;
+
+    expect(prediction.windows).toBe(1);
     expect(prediction.residuesUsed).toBe(engine.maxResidues);
+    expect(prediction.truncated).toBe(false);
     expect(prediction.lm.scoredResidues).toBe(engine.maxResidues);
+    expect(prediction.lm.logLikelihood).toBeCloseTo(direct.logLikelihood, 2);
+    for (const item of prediction.localization.top) {
+      expect(item.score).toBeCloseTo(direct.localization[localization.labels.indexOf(item.label)], 5);
+    }
+    for (const term of prediction.go.top) {
+      expect(term.score).toBeCloseTo(direct.go[go.labels.indexOf(term.label)], 5);
+    }
+  });
+
+  test('batches windows of several sequences together', async () => {
+    const before = engine.stats;
+    const predictions = await engine.predict([LONG_PROTEIN, UBIQUITIN_HUMAN, LONG_PROTEIN.slice(0, 1000)]);
+    const after = engine.stats;
+    const windows = predictions.reduce((sum, prediction) => sum + prediction.windows!, 0);
+
+    expect(predictions.map((prediction) => prediction.residuesUsed)).toEqual([2000, UBIQUITIN_HUMAN.length, 1000]);
+    expect(predictions[1].windows).toBe(1);
+    expect(after.inferences).toBe(before.inferences + 3);
+    expect(after.windows).toBe(before.windows + windows);
+    // The 512-token windows of both long sequences share batches of up to 8 rows.
+    expect(after.batches).toBe(before.batches + 1 + Math.ceil((windows - 1) / 8));
   });
 
   test('returns predictions in input order', async () => {
@@ -169,6 +288,7 @@ describeWithModel('InferenceEngine with the bundled model', () => {
     const after = engine.stats;
 
     expect(after.inferences).toBe(before.inferences + 3);
+    expect(after.windows).toBe(before.windows + 3);
     expect(after.batches).toBeGreaterThan(before.batches);
     expect(after.meanRunMs).toBeGreaterThan(0);
   });
@@ -267,6 +387,24 @@ describeWithModel('InferenceEngine lifecycle', () => {
       expect(workers).toHaveLength(2);
       const [prediction] = await engine.predict([UBIQUITIN_HUMAN]);
       expect(prediction.residuesUsed).toBe(UBIQUITIN_HUMAN.length);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  test('takes the window overlap from the manifest', async () => {
+    const dir = copyModelWithManifest((manifest) => {
+      (manifest.tokenizer as Record<string, unknown>).windowOverlap = 0;
+    });
+    tempDirs.push(dir);
+    const engine = new InferenceEngine(engineOptions({ modelDir: dir }));
+    await engine.start();
+
+    try {
+      const [prediction] = await engine.predict([LONG_PROTEIN]);
+      expect(engine.windowOverlap).toBe(0);
+      expect(prediction.windows).toBe(Math.ceil(2000 / engine.maxResidues));
+      expect(prediction.lm.scoredResidues).toBe(2000);
     } finally {
       await engine.stop();
     }

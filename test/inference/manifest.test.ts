@@ -54,6 +54,21 @@ describe('loadModelPackage', () => {
     await expect(loadModelPackage(dir)).rejects.toThrow('tokenizer.maxLength: Required');
   });
 
+  test('reads windowOverlap', async () => {
+    writePackage(dir, { ...makeManifest(), tokenizer: { ...makeManifest().tokenizer, windowOverlap: 4 } });
+
+    expect((await loadModelPackage(dir)).manifest.tokenizer.windowOverlap).toBe(4);
+  });
+
+  test('rejects a windowOverlap of a whole window', async () => {
+    // maxLength 16 with <bos> leaves windows of 15 residues.
+    writePackage(dir, { ...makeManifest(), tokenizer: { ...makeManifest().tokenizer, windowOverlap: 15 } });
+
+    await expect(loadModelPackage(dir)).rejects.toThrow(
+      'tokenizer.windowOverlap: is 15 but must be below the 15 residues of one window',
+    );
+  });
+
   test('names a GO aspect outside F, P and C', async () => {
     const manifest = makeManifest();
     writePackage(dir, { ...manifest, heads: { ...manifest.heads, go: { ...manifest.heads.go, aspects: ['F', 'F', 'X', 'F'] } } });

@@ -1,10 +1,11 @@
 import fc from 'fast-check';
 import { logSoftmaxAt, scoreLanguageModel } from '../../src/inference/language-model';
 import type { ModelPackage } from '../../src/inference/manifest';
-import { buildPredictions, createPostprocessContext, rankLabels, sigmoid } from '../../src/inference/postprocess';
+import { buildPrediction, createPostprocessContext, rankLabels, readWindowScores, sigmoid } from '../../src/inference/postprocess';
 import type { OutputTensor } from '../../src/inference/protocol';
 import { Tokenizer } from '../../src/inference/tokenizer';
 import { buildAncestorIndex, propagateTruePath } from '../../src/inference/true-path';
+import { planWindows } from '../../src/inference/windows';
 import { makeManifest } from './fixtures';
 
 function logit(probability: number): number {
@@ -129,13 +130,22 @@ describe('language model scores', () => {
     expect(scores.logLikelihood).toBeCloseTo(-Math.log(6), 12);
   });
 
+  test('starts at firstScoredResidue', () => {
+    // Same rows as above: skipping the first residue leaves only ln p(C) = ln(1/2).
+    const logits = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, Math.log(5), 9, 9, 9, 9, 9, 9];
+    const scores = scoreLanguageModel(logits, 6, [1, 4, 5], 1, 2, 1);
+
+    expect(scores.scoredResidues).toBe(1);
+    expect(scores.logLikelihood).toBeCloseTo(-Math.log(2), 12);
+  });
+
   test('stays finite for large logits', () => {
     expect(logSoftmaxAt([1000, 0, -1000], 0, 3, 0)).toBeCloseTo(0, 12);
     expect(logSoftmaxAt([1000, 0, -1000], 0, 3, 1)).toBeCloseTo(-1000, 6);
   });
 });
 
-describe('buildPredictions', () => {
+describe('readWindowScores and buildPrediction', () => {
   const pkg = fixturePackage();
   const context = createPostprocessContext(pkg);
   const tokenizer = new Tokenizer(pkg.manifest.tokenizer);
@@ -154,23 +164,31 @@ describe('buildPredictions', () => {
     };
   }
 
+  /** Predicts a sequence that fits one window from one row of outputs. */
+  function predictOne(residues: string, outputs: Record<string, OutputTensor>, seqLength: number) {
+    const windows = planWindows(residues.length, tokenizer.maxResidues, 7);
+    const encoded = windows.map((window) => tokenizer.encodeWindow(residues, window));
+    const scores = readWindowScores(context, outputs, encoded, seqLength);
+    return buildPrediction(context, windows, scores, residues.length);
+  }
+
   test('builds every head from the logits', () => {
-    const encoded = tokenizer.encode('MKV');
-    const [prediction] = buildPredictions(context, outputsFor(4, [0.1, 0.2, 0.6, 0.8]), [encoded], 4);
+    const prediction = predictOne('MKV', outputsFor(4, [0.1, 0.2, 0.6, 0.8]), 4);
 
     expect(prediction.modelId).toBe(pkg.modelId);
     expect(prediction.localization.predicted.map((item) => item.label)).toEqual(['nucleus']);
     expect(prediction.localization.top.map((item) => item.label)).toEqual(['extracellular', 'nucleus', 'cytoplasm']);
+    expect(prediction.localization.top[0].score).toBeCloseTo(0.85, 6);
     expect(prediction.function).toBeUndefined();
     expect(prediction.lm.scoredResidues).toBe(3);
     expect(prediction.lm.perplexity).toBeCloseTo(vocabSize, 3);
     expect(prediction.residuesUsed).toBe(3);
     expect(prediction.truncated).toBe(false);
+    expect(prediction.windows).toBe(1);
   });
 
   test('reports GO terms after propagation', () => {
-    const encoded = tokenizer.encode('MKV');
-    const [prediction] = buildPredictions(context, outputsFor(4, [0.1, 0.2, 0.6, 0.8]), [encoded], 4);
+    const prediction = predictOne('MKV', outputsFor(4, [0.1, 0.2, 0.6, 0.8]), 4);
     const predicted = prediction.go.predicted;
 
     expect(predicted.map((term) => term.label)).toEqual(['GO:0000001', 'GO:0000002', 'GO:0000004', 'GO:0000003']);
@@ -180,28 +198,43 @@ describe('buildPredictions', () => {
     expect(predicted[3].aspect).toBe('P');
   });
 
-  test('passes truncation through', () => {
-    const encoded = tokenizer.encode('M'.repeat(40));
-    const [prediction] = buildPredictions(context, outputsFor(16, [0.5, 0.5, 0.5, 0.5]), [encoded], 16);
+  test('reads a full window whole', () => {
+    const prediction = predictOne('M'.repeat(15), outputsFor(16, [0.5, 0.5, 0.5, 0.5]), 16);
+
+    expect(prediction.windows).toBe(1);
+    expect(prediction.residuesUsed).toBe(15);
+    expect(prediction.lm.scoredResidues).toBe(15);
+    expect(prediction.truncated).toBe(false);
+  });
+
+  test('marks residues outside every window as truncated', () => {
+    const encoded = tokenizer.encodeWindow('M'.repeat(20), { start: 0, end: 15, scoredStart: 0 });
+    const scores = readWindowScores(context, outputsFor(16, [0.5, 0.5, 0.5, 0.5]), [encoded], 16);
+    const prediction = buildPrediction(context, [{ start: 0, end: 15, scoredStart: 0 }], scores, 20);
 
     expect(prediction.truncated).toBe(true);
     expect(prediction.residuesUsed).toBe(15);
   });
 
   test('rejects an output of the wrong shape', () => {
-    const encoded = tokenizer.encode('MKV');
+    const encoded = tokenizer.encodeWindow('MKV', { start: 0, end: 3, scoredStart: 0 });
     const outputs = { ...outputsFor(4, [0.5, 0.5, 0.5, 0.5]), go_logits: tensor([1, 5]) };
 
-    expect(() => buildPredictions(context, outputs, [encoded], 4)).toThrow(
+    expect(() => readWindowScores(context, outputs, [encoded], 4)).toThrow(
       'model output "go_logits" has shape [1, 5], expected [1, 4]',
     );
   });
 
   test('rejects a missing output', () => {
-    const encoded = tokenizer.encode('MKV');
+    const encoded = tokenizer.encodeWindow('MKV', { start: 0, end: 3, scoredStart: 0 });
     const outputs = outputsFor(4, [0.5, 0.5, 0.5, 0.5]);
     delete outputs.lm_logits;
 
-    expect(() => buildPredictions(context, outputs, [encoded], 4)).toThrow('model output "lm_logits" is missing');
+    expect(() => readWindowScores(context, outputs, [encoded], 4)).toThrow('model output "lm_logits" is missing');
+  });
+
+  test('rejects scores that do not match the windows', () => {
+    const windows = planWindows(20, 15, 7);
+    expect(() => buildPrediction(context, windows, [], 20)).toThrow('got 0 rows for 2 windows');
   });
 });
