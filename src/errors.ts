@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   CORRUPT_GZIP: 'the input starts with the gzip magic bytes but is corrupt or truncated',
   NO_ORF_FOUND: 'the DNA or RNA record has no open reading frame of the minimum length on either strand',
   INFERENCE_FAILED: 'the model failed on this sequence',
+  QUARANTINED: 'the sequence failed inference in every allowed attempt (queue.maxAttempts), so it is not retried',
   INTERNAL: 'an unexpected error; see the log',
 } as const;
 

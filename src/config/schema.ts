@@ -42,6 +42,13 @@ const mqtt = z
     keepaliveSeconds: z.number().int().min(0).max(65535).default(30).describe('MQTT keepalive in seconds'),
     reconnectPeriodMs: z.number().int().min(100).default(2000).describe('wait between reconnect attempts in ms'),
     maxPayloadBytes: z.number().int().positive().default(1_048_576).describe('largest accepted request payload in bytes'),
+    outboxMaxMessages: z
+      .number()
+      .int()
+      .positive()
+      .default(100_000)
+      .describe('maximum messages kept in the outbox while the broker is unreachable; the oldest are dropped and counted beyond it'),
+    outboxMaxPerSecond: z.number().positive().default(200).describe('maximum outbox publish rate, in messages per second'),
     tls,
   })
   .strict()
@@ -53,6 +60,24 @@ const inbox = z
     settleMs: z.number().int().min(0).default(1000).describe('time a file size and mtime must stay unchanged before it is read, in ms'),
     rescanMs: z.number().int().min(100).default(30_000).describe('period of the full inbox rescan in ms'),
     maxFileBytes: z.number().int().positive().default(52_428_800).describe('largest accepted inbox file in bytes'),
+  })
+  .strict()
+  .default({});
+
+const queue = z
+  .object({
+    maxAttempts: z
+      .number()
+      .int()
+      .min(1)
+      .default(3)
+      .describe('inference attempts of a job before it fails with QUARANTINED'),
+    idleCheckpointMs: z
+      .number()
+      .int()
+      .min(1000)
+      .default(60_000)
+      .describe('minimum time between WAL checkpoints that run while no job is pending, in ms'),
   })
   .strict()
   .default({});
@@ -106,6 +131,7 @@ export const configSchema = z
     folders,
     mqtt,
     inbox,
+    queue,
     model,
     sequence,
     telemetry,

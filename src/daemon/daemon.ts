@@ -13,11 +13,13 @@ import { TelemetrySampler } from '../telemetry/sampler';
 import { JobProcessor } from '../queue/processor';
 import { RequestIntake } from './mqtt-requests';
 import { brokerUrl, planBroker } from './broker-choice';
+import { IdleCheckpoint } from './idle-checkpoint';
 
 /** Jobs sent to the model at once. */
 const BATCH_SIZE = 8;
 const BROKER_PROBE_TIMEOUT_MS = 500;
-const OUTBOX_MAX_PER_SECOND = 200;
+/** Smallest packet limit of the embedded broker: 16 MiB. */
+const EMBEDDED_BROKER_MIN_PACKET_BYTES = 16 * 1024 * 1024;
 
 /** Name and handle of a started component, stopped in reverse order. */
 interface Started {
@@ -77,7 +79,11 @@ export class Daemon {
     const root = this.rootLogger;
     const topics = buildTopics(config.mqtt.baseTopic, config.deviceId);
 
-    const store = new Store({ file: path.join(config.folders.data, 'bitnet-edge.db'), logger: root });
+    const store = new Store({
+      file: path.join(config.folders.data, 'bitnet-edge.db'),
+      logger: root,
+      outboxMaxMessages: config.mqtt.outboxMaxMessages,
+    });
     store.open();
     this.started.push({ name: 'store', stop: () => store.close() });
 
@@ -134,11 +140,12 @@ export class Daemon {
     await connection.start();
     this.started.push({ name: 'mqtt', stop: () => connection.stop() });
 
-    publisher = new OutboxPublisher({ store, connection, logger: root, maxPerSecond: OUTBOX_MAX_PER_SECOND, batchSize: 50 });
+    publisher = new OutboxPublisher({ store, connection, logger: root, maxPerSecond: config.mqtt.outboxMaxPerSecond, batchSize: 50 });
     publisher.start();
     const startedPublisher = publisher;
     this.started.push({ name: 'publisher', stop: () => startedPublisher.stop() });
 
+    const idleCheckpoint = new IdleCheckpoint({ checkpoint: () => store.checkpoint(), minIntervalMs: config.queue.idleCheckpointMs, logger: root });
     processor = new JobProcessor({
       store,
       predictor,
@@ -146,6 +153,8 @@ export class Daemon {
       metrics,
       logger: root,
       batchSize: BATCH_SIZE,
+      maxAttempts: config.queue.maxAttempts,
+      onIdle: () => idleCheckpoint.onIdle(),
       onCommitted,
       onInboxInputComplete: () => {
         void inbox?.finalizeCompletedInputs().catch((err: unknown) => this.logger.error({ err }, 'finalizing inbox files failed'));
@@ -158,6 +167,7 @@ export class Daemon {
         settleMs: config.inbox.settleMs,
         rescanMs: config.inbox.rescanMs,
         maxFileBytes: config.inbox.maxFileBytes,
+        maxAttempts: config.queue.maxAttempts,
         minLength: config.sequence.minLength,
         nucleotide: config.sequence,
         logger: root,
@@ -186,7 +196,12 @@ export class Daemon {
       modelId: engine.modelId,
       topic: topics.telemetry,
       power: { idleWatts: config.telemetry.idleWatts, maxWatts: config.telemetry.maxWatts },
-      counters: () => ({ ...metrics.snapshot(), pendingJobs: pendingJobs(store.countJobsByStatus()), outboxDepth: store.countOutbox() }),
+      counters: () => ({
+        ...metrics.snapshot(),
+        pendingJobs: pendingJobs(store.countJobsByStatus()),
+        outboxDepth: store.countOutbox(),
+        outboxDropped: store.outboxDroppedTotal(),
+      }),
       store,
       publish: (topic, payload) => connection.publishVolatile(topic, payload),
       logger: root,
@@ -218,8 +233,9 @@ export class Daemon {
     }
 
     // The broker's own limit closes the sender's connection without a reply (MQTT 3.1.1 has no
-    // negative ack), so it sits above the request limit and oversized requests still get an error.
-    const brokerLimit = 2 * this.config.mqtt.maxPayloadBytes;
+    // negative ack), and mqtt.js then resends the publish after every reconnect. The limit sits
+    // well above the request limit, so oversized requests reach the daemon and get an error.
+    const brokerLimit = Math.max(2 * this.config.mqtt.maxPayloadBytes, EMBEDDED_BROKER_MIN_PACKET_BYTES);
     const broker = new EmbeddedBroker({ host: plan.host, port: plan.port, logger: this.logger, maxPayloadBytes: brokerLimit });
     const address = await broker.start();
     this.started.push({ name: 'broker', stop: () => broker.stop() });

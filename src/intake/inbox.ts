@@ -3,7 +3,9 @@ import path from 'node:path';
 import type { ResolvedConfig } from '../config/load';
 import type { Topics } from '../contracts/topics';
 import type { Logger } from '../log';
-import { fsyncFolder, isInboxCandidate } from './files';
+import { PAYLOAD_SCHEMA_VERSION } from '../contracts/topics';
+import { rejectInput } from './fasta';
+import { fsyncFolder, isInboxCandidate, moveWithoutOverwrite, writeFileAtomic } from './files';
 import type { NucleotideOptions } from './orf-jobs';
 import { InboxProcessor, type InboxFolders, type InboxStore } from './processor';
 
@@ -27,7 +29,26 @@ export interface InboxWatcherOptions {
   /** Called after a new input was stored, with its counts of jobs and rejected records. */
   onInputStored?: (counts: { jobs: number; rejected: number }) => void;
   clock?: () => Date;
+  /**
+   * Ingest attempts of a claimed file, counted per name, size and mtime in this process, before
+   * it moves to `failed/` with a QUARANTINED error file. Default 3.
+   */
+  maxAttempts?: number;
+  /** Wait before a failed ingest is tried again, in ms. Default `rescanMs`. */
+  retryDelayMs?: number;
 }
+
+/** Content of `failed/<name>.errors.json` for a file that failed ingestion; no input exists for it. */
+interface QuarantineFile {
+  schemaVersion: number;
+  source: string;
+  inputId: null;
+  createdAt: string;
+  attempts: number;
+  errors: ReturnType<typeof rejectInput>[];
+}
+
+const DEFAULT_MAX_ATTEMPTS = 3;
 
 /** Size and mtime of a file waiting to settle. */
 interface Observation {
@@ -62,6 +83,9 @@ export class InboxWatcher {
   private running = false;
   /** Code of the last rescan failure, so a folder that stays unreadable is logged as an error once. */
   private lastRescanError: string | null = null;
+  /** Failed ingest attempts by `name:size:mtimeMs` of the claimed file. */
+  private readonly ingestFailures = new Map<string, number>();
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly options: InboxWatcherOptions) {
     this.logger = options.logger.child({ component: 'inbox' });
@@ -125,6 +149,8 @@ export class InboxWatcher {
     this.rescanTimer = null;
     this.watcher?.close();
     this.watcher = null;
+    for (const timer of this.retryTimers) clearTimeout(timer);
+    this.retryTimers.clear();
     for (const observation of this.observations.values()) {
       if (observation.timer !== null) clearTimeout(observation.timer);
     }
@@ -239,7 +265,58 @@ export class InboxWatcher {
     try {
       await this.processor.ingest(name);
     } catch (err) {
-      this.logger.error({ err, file: name }, 'inbox file ingest failed, so it stays in .processing until the next start');
+      await this.handleIngestFailure(name, err);
+    }
+  }
+
+  /** Schedules another ingest of a claimed file, or quarantines it after `maxAttempts` failures. */
+  private async handleIngestFailure(name: string, err: unknown): Promise<void> {
+    const file = path.join(this.folders.processing, name);
+    let key: string;
+    try {
+      const stat = await fs.stat(file);
+      key = `${name}:${stat.size}:${stat.mtimeMs}`;
+    } catch (statErr) {
+      this.logger.error({ err, statErr, file: name }, 'inbox file ingest failed and the file is gone from .processing');
+      return;
+    }
+
+    const maxAttempts = this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    const attempts = (this.ingestFailures.get(key) ?? 0) + 1;
+    if (attempts < maxAttempts) {
+      this.ingestFailures.set(key, attempts);
+      const retryDelayMs = this.options.retryDelayMs ?? this.options.rescanMs;
+      this.logger.error({ err, file: name, attempts, maxAttempts, retryDelayMs }, 'inbox file ingest failed, retrying');
+      const timer = setTimeout(() => {
+        this.retryTimers.delete(timer);
+        if (this.running) void this.enqueue(() => this.ingest(name));
+      }, retryDelayMs);
+      this.retryTimers.add(timer);
+      return;
+    }
+
+    this.ingestFailures.delete(key);
+    this.logger.error({ err, file: name, attempts, maxAttempts }, 'inbox file ingest failed in every attempt, moving it to failed/');
+    await this.quarantine(name, file, attempts, err);
+  }
+
+  /** Writes a QUARANTINED error file into `failed/` and moves the claimed file there. */
+  private async quarantine(name: string, file: string, attempts: number, err: unknown): Promise<void> {
+    const reason = err instanceof Error ? err.message : String(err);
+    const content: QuarantineFile = {
+      schemaVersion: PAYLOAD_SCHEMA_VERSION,
+      source: name,
+      inputId: null,
+      createdAt: (this.options.clock ?? (() => new Date()))().toISOString(),
+      attempts,
+      errors: [rejectInput('QUARANTINED', `ingesting the file failed ${attempts} times, last error: ${reason}`)],
+    };
+    try {
+      await writeFileAtomic(this.folders.failed, `${name}.errors.json`, `${JSON.stringify(content, null, 2)}\n`);
+      const target = await moveWithoutOverwrite(file, this.folders.failed, name);
+      this.logger.warn({ file: name, movedTo: path.basename(path.dirname(target)), attempts }, 'inbox file quarantined');
+    } catch (moveErr) {
+      this.logger.error({ err: moveErr, file: name }, 'moving a quarantined inbox file to failed/ failed, so it stays in .processing');
     }
   }
 }

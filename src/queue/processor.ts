@@ -46,6 +46,13 @@ export interface JobProcessorOptions {
   onCommitted: () => void;
   /** Called when every job of an inbox input is finished. */
   onInboxInputComplete: () => void;
+  /**
+   * Claims of a job whose inference failed before it fails with QUARANTINED. A failed attempt
+   * below this goes back to pending. A claim released by a graceful stop counts too.
+   */
+  maxAttempts: number;
+  /** Called each time a claim finds no pending job, before the loop waits. */
+  onIdle?: () => void;
   /** Fallback poll period when no notification arrives, in ms. */
   idlePollMs?: number;
   clock?: () => Date;
@@ -102,6 +109,7 @@ export class JobProcessor {
       }
 
       if (jobs.length === 0) {
+        this.options.onIdle?.();
         await this.waitForWork();
         continue;
       }
@@ -151,13 +159,41 @@ export class JobProcessor {
     try {
       predictions = await this.options.predictor.predict(jobs.map((job) => job.residues));
     } catch (err) {
-      this.logger.error({ err, jobIds: jobs.map((job) => job.id) }, 'inference failed');
-      for (const job of jobs) this.commitFailure(job, 'INFERENCE_FAILED', `inference failed: ${(err as Error).message}`);
+      this.handleInferenceFailure(jobs, err);
       return;
     }
 
     const inferenceMs = (performance.now() - inferenceStart) / jobs.length;
     jobs.forEach((job, index) => this.commitResult(job, predictions[index], { cached: false, inferenceMs, startedAt }));
+  }
+
+  /**
+   * Sends each job back to pending for another attempt (the daemon restarts a crashed worker
+   * before the next batch), or fails it with QUARANTINED once it reached maxAttempts claims.
+   */
+  private handleInferenceFailure(jobs: JobRow[], err: unknown): void {
+    const { maxAttempts } = this.options;
+    const retry = jobs.filter((job) => job.attempts < maxAttempts);
+    const quarantine = jobs.filter((job) => job.attempts >= maxAttempts);
+    this.logger.error(
+      { err, retryJobIds: retry.map((job) => job.id), quarantinedJobIds: quarantine.map((job) => job.id), maxAttempts },
+      'inference failed',
+    );
+
+    // NOTE: every job of a failed batch counts the attempt, including jobs that did not cause
+    // the failure, and the retry runs at once without a backoff.
+    if (retry.length > 0) {
+      try {
+        this.options.store.releaseJobs(retry.map((job) => job.id));
+      } catch (err) {
+        this.logger.error({ err, jobIds: retry.map((job) => job.id) }, 'releasing jobs for a retry failed');
+      }
+    }
+
+    const reason = err instanceof Error ? err.message : String(err);
+    for (const job of quarantine) {
+      this.commitFailure(job, 'QUARANTINED', `inference failed in ${job.attempts} of ${maxAttempts} allowed attempts, last error: ${reason}`);
+    }
   }
 
   private commitResult(job: JobRow, prediction: Prediction, timing: { cached: boolean; inferenceMs: number; startedAt: Date }): void {

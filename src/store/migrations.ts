@@ -188,11 +188,22 @@ JOIN jobs j ON j.id = r.job_id
 JOIN inputs i ON i.id = j.input_id;
 `;
 
+// Totals that must survive restarts, one row per name. `outbox_dropped` counts the outbox
+// messages deleted unsent because the outbox reached its bound (mqtt.outboxMaxMessages).
+const COUNTERS = `
+CREATE TABLE counters (
+  name TEXT PRIMARY KEY,
+  value INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+INSERT INTO counters (name, value) VALUES ('outbox_dropped', 0);
+`;
+
 /** Migrations of this build, in version order. A migration that has shipped must never change. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
   { version: 2, name: 'input complete flag', sql: INPUT_COMPLETE_FLAG },
   { version: 3, name: 'ORF columns of jobs', sql: ORF_COLUMNS },
+  { version: 4, name: 'persistent counters', sql: COUNTERS },
 ];
 
 /** A row of `schema_migrations`. */
@@ -282,6 +293,12 @@ export interface OutboxRecord {
   retain: 0 | 1;
   correlation_data: string | null;
   created_at: string;
+}
+
+/** A row of `counters` (migration 4): a named total that survives restarts. */
+export interface CounterRecord {
+  name: string;
+  value: number;
 }
 
 /** A row of `telemetry`. `payload` is the telemetry record as JSON. */

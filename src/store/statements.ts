@@ -136,6 +136,15 @@ export function prepareStatements(db: Database.Database) {
     deleteOutbox: db.prepare<[number]>('DELETE FROM outbox WHERE id = ?'),
     countOutbox: db.prepare<[], number>('SELECT count(*) FROM outbox').pluck(),
     trimOutbox: db.prepare<[number]>('DELETE FROM outbox WHERE id NOT IN (SELECT id FROM outbox ORDER BY id DESC LIMIT ?)'),
+    // Ids are unique integers between min(id) and max(id), so the span bounds the row count and
+    // reads only the two ends of the primary key index.
+    outboxIdSpan: db.prepare<[], number>('SELECT COALESCE(max(id) - min(id) + 1, 0) FROM outbox').pluck(),
+
+    // Counters.
+    addToCounter: db.prepare<[string, number]>(
+      'INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value',
+    ),
+    counterValue: db.prepare<[string], number>('SELECT value FROM counters WHERE name = ?').pluck(),
 
     // Telemetry.
     insertTelemetry: db.prepare<[string, string]>('INSERT INTO telemetry (created_at, payload) VALUES (?, ?)'),

@@ -5,6 +5,7 @@ import type { BeginInputResult, EnqueueResult, InputRow, JobOutcome, JobResult, 
 import type { Logger } from '../log';
 import { openDatabase, withSynchronousFull } from './db';
 import { JobStateError } from './errors';
+import { DEFAULT_DROP_WARNING_INTERVAL_MS, OutboxDropWarnings } from './outbox-drops';
 import { orfColumns, toInputRow, toJobOutcome, toJobRow, toOutboxRow, toRejectedRecord } from './rows';
 import { prepareStatements, type Statements } from './statements';
 
@@ -13,7 +14,17 @@ export interface StoreOptions {
   file: string;
   logger: Logger;
   clock?: () => Date;
+  /**
+   * Maximum rows in the outbox. A commit that would exceed it deletes the oldest rows and adds
+   * them to the persistent `outbox_dropped` counter. Absent means unbounded.
+   */
+  outboxMaxMessages?: number;
+  /** Minimum time between two warnings about dropped outbox rows, in ms; default 60 s. */
+  dropWarningIntervalMs?: number;
 }
+
+/** Name of the `counters` row with the total of outbox rows dropped at the bound. */
+const OUTBOX_DROPPED_COUNTER = 'outbox_dropped';
 
 /** Connection, prepared statements and transaction functions, which exist only while the store is open. */
 interface OpenState {
@@ -27,6 +38,7 @@ interface OpenState {
   finish: Database.Transaction<(inputId: number, publications: OutboxMessage[]) => boolean>;
   begin: Database.Transaction<(input: NewInput) => BeginInputResult>;
   append: Database.Transaction<(inputId: number, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) => number[]>;
+  trim: Database.Transaction<(maxRows: number) => number>;
 }
 
 /**
@@ -38,12 +50,24 @@ export class Store {
   readonly file: string;
   private readonly logger: Logger;
   private readonly clock: () => Date;
+  private readonly outboxMaxMessages: number | null;
+  private readonly dropWarnings: OutboxDropWarnings;
   private state: OpenState | null = null;
+  /** Rows the last transaction dropped at the outbox bound, reported once it committed. */
+  private droppedInTransaction = 0;
 
   constructor(options: StoreOptions) {
     this.file = options.file;
     this.logger = options.logger.child({ component: 'store' });
     this.clock = options.clock ?? (() => new Date());
+    if (options.outboxMaxMessages !== undefined) checkCount('outboxMaxMessages', options.outboxMaxMessages);
+    this.outboxMaxMessages = options.outboxMaxMessages ?? null;
+    this.dropWarnings = new OutboxDropWarnings(
+      this.logger,
+      this.outboxMaxMessages ?? 0,
+      options.dropWarningIntervalMs ?? DEFAULT_DROP_WARNING_INTERVAL_MS,
+      () => this.clock().getTime(),
+    );
   }
 
   /** Opens the file, checks its integrity, applies missing migrations and prepares the statements. */
@@ -58,27 +82,42 @@ export class Store {
       db.close();
       throw err;
     }
+    // Every transaction that can add outbox rows ends by enforcing the outbox bound.
+    const bounded = <A extends unknown[], R>(body: (...args: A) => R) => (...args: A): R => {
+      const result = body(...args);
+      this.enforceOutboxBound(statements);
+      return result;
+    };
     this.state = {
       db,
       statements,
-      enqueue: db.transaction((input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) =>
-        this.enqueueInTransaction(statements, input, jobs, rejected, publications),
+      enqueue: db.transaction(
+        bounded((input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) =>
+          this.enqueueInTransaction(statements, input, jobs, rejected, publications),
+        ),
       ),
       claim: db.transaction((limit: number) => this.claimInTransaction(statements, limit)),
       release: db.transaction((jobIds: number[]) => jobIds.reduce((count, id) => count + statements.releaseJob.run(id).changes, 0)),
-      complete: db.transaction((jobId: number, result: JobResult, publications: OutboxMessage[]) =>
-        this.completeInTransaction(statements, jobId, result, publications),
+      complete: db.transaction(
+        bounded((jobId: number, result: JobResult, publications: OutboxMessage[]) =>
+          this.completeInTransaction(statements, jobId, result, publications),
+        ),
       ),
-      fail: db.transaction((jobId: number, code: string, message: string, publications: OutboxMessage[]) =>
-        this.failInTransaction(statements, jobId, code, message, publications),
+      fail: db.transaction(
+        bounded((jobId: number, code: string, message: string, publications: OutboxMessage[]) =>
+          this.failInTransaction(statements, jobId, code, message, publications),
+        ),
       ),
-      finish: db.transaction((inputId: number, publications: OutboxMessage[]) =>
-        this.finishInTransaction(statements, inputId, publications),
+      finish: db.transaction(
+        bounded((inputId: number, publications: OutboxMessage[]) => this.finishInTransaction(statements, inputId, publications)),
       ),
       begin: db.transaction((input: NewInput) => this.beginInTransaction(statements, input)),
-      append: db.transaction((inputId: number, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) =>
-        this.appendInTransaction(statements, inputId, jobs, rejected, publications),
+      append: db.transaction(
+        bounded((inputId: number, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) =>
+          this.appendInTransaction(statements, inputId, jobs, rejected, publications),
+        ),
       ),
+      trim: db.transaction((maxRows: number) => dropOldestOutboxRows(statements, maxRows)),
     };
     this.logger.info({ file: this.file, schemaVersion, appliedMigrations: appliedVersions }, 'database opened');
   }
@@ -91,6 +130,7 @@ export class Store {
     const state = this.state;
     if (state === null) return;
     this.state = null;
+    this.dropWarnings.flush(state.statements.counterValue.get(OUTBOX_DROPPED_COUNTER) ?? 0);
 
     // An incomplete checkpoint loses nothing: the commits stay in the WAL for the next open.
     try {
@@ -112,7 +152,7 @@ export class Store {
    */
   enqueueInput(input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]): EnqueueResult {
     const state = this.requireOpen();
-    const result = withSynchronousFull(state.db, () => state.enqueue.immediate(input, jobs, rejected, publications));
+    const result = this.commit(state, () => state.enqueue.immediate(input, jobs, rejected, publications));
     if (result.inserted) {
       this.logger.debug({ inputId: result.inputId, jobs: jobs.length, rejected: rejected.length }, 'input stored');
     } else {
@@ -139,7 +179,7 @@ export class Store {
    */
   appendInputRecords(inputId: number, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]): number[] {
     const state = this.requireOpen();
-    return withSynchronousFull(state.db, () => state.append.immediate(inputId, jobs, rejected, publications));
+    return this.commit(state, () => state.append.immediate(inputId, jobs, rejected, publications));
   }
 
   /** Marks an input stored with `beginInput` complete. Returns false when it already was. Throws when it does not exist. */
@@ -187,7 +227,7 @@ export class Store {
    */
   completeJob(jobId: number, result: JobResult, publications: OutboxMessage[]): void {
     const state = this.requireOpen();
-    withSynchronousFull(state.db, () => state.complete.immediate(jobId, result, publications));
+    this.commit(state, () => state.complete.immediate(jobId, result, publications));
   }
 
   /**
@@ -196,7 +236,7 @@ export class Store {
    */
   failJob(jobId: number, code: string, message: string, publications: OutboxMessage[]): void {
     const state = this.requireOpen();
-    withSynchronousFull(state.db, () => state.fail.immediate(jobId, code, message, publications));
+    this.commit(state, () => state.fail.immediate(jobId, code, message, publications));
   }
 
   getInput(inputId: number): InputRow | null {
@@ -241,7 +281,7 @@ export class Store {
    */
   finishInput(inputId: number, publications: OutboxMessage[]): boolean {
     const state = this.requireOpen();
-    return withSynchronousFull(state.db, () => state.finish.immediate(inputId, publications));
+    return this.commit(state, () => state.finish.immediate(inputId, publications));
   }
 
   /** Returns up to `limit` outbox messages, oldest first. */
@@ -258,10 +298,21 @@ export class Store {
     return this.requireOpen().statements.countOutbox.get() ?? 0;
   }
 
-  /** Deletes the oldest outbox messages beyond the newest `maxRows`. Returns the number deleted. */
+  /**
+   * Deletes the oldest outbox messages beyond the newest `maxRows` and adds them to the
+   * `outbox_dropped` counter. Returns the number deleted.
+   */
   trimOutbox(maxRows: number): number {
     checkCount('maxRows', maxRows);
-    return this.requireOpen().statements.trimOutbox.run(maxRows).changes;
+    const state = this.requireOpen();
+    const dropped = state.trim.immediate(maxRows);
+    if (dropped > 0) this.dropWarnings.record(dropped, this.outboxDroppedTotal());
+    return dropped;
+  }
+
+  /** Returns the number of outbox messages dropped unsent at the outbox bound, over the life of the file. */
+  outboxDroppedTotal(): number {
+    return this.requireOpen().statements.counterValue.get(OUTBOX_DROPPED_COUNTER) ?? 0;
   }
 
   /** Returns the number of jobs in each status, with 0 for a status that has none. */
@@ -288,6 +339,25 @@ export class Store {
   checkpoint(): void {
     const outcome = this.requireOpen().statements.checkpointPassive.get();
     this.logger.debug({ ...outcome }, 'WAL checkpoint');
+  }
+
+  /** Runs a write transaction with synchronous=FULL, then reports the outbox rows it dropped. */
+  private commit<T>(state: OpenState, transaction: () => T): T {
+    this.droppedInTransaction = 0;
+    const result = withSynchronousFull(state.db, transaction);
+    const dropped = this.droppedInTransaction;
+    this.droppedInTransaction = 0;
+    if (dropped > 0) this.dropWarnings.record(dropped, this.outboxDroppedTotal());
+    return result;
+  }
+
+  /** Deletes the oldest outbox rows beyond the bound, inside the caller's transaction. */
+  private enforceOutboxBound(statements: Statements): void {
+    const maxRows = this.outboxMaxMessages;
+    if (maxRows === null || (statements.outboxIdSpan.get() ?? 0) <= maxRows) return;
+    // The span overcounts when rows in the middle were deleted, so the exact count decides.
+    if ((statements.countOutbox.get() ?? 0) <= maxRows) return;
+    this.droppedInTransaction = dropOldestOutboxRows(statements, maxRows);
   }
 
   private requireOpen(): OpenState {
@@ -471,6 +541,13 @@ function insertPublications(statements: Statements, publications: OutboxMessage[
       created_at: createdAt,
     });
   }
+}
+
+/** Deletes the outbox rows beyond the newest `maxRows` and counts them. Call inside a transaction. */
+function dropOldestOutboxRows(statements: Statements, maxRows: number): number {
+  const dropped = statements.trimOutbox.run(maxRows).changes;
+  if (dropped > 0) statements.addToCounter.run(OUTBOX_DROPPED_COUNTER, dropped);
+  return dropped;
 }
 
 function readJob(statements: Statements, id: number): JobRow {

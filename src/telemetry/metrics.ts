@@ -22,6 +22,8 @@ export interface TelemetryCounters {
   latencyMs: StageLatencies;
   pendingJobs: number;
   outboxDepth: number;
+  /** Outbox messages dropped unsent at the outbox bound, over the life of the database file. */
+  outboxDropped?: number;
   /** Share of prefix (key/value) cache lookups that hit, when the inference engine reports it. */
   prefixCacheHitRatio?: number | null;
 }
@@ -78,7 +80,7 @@ export class Metrics {
   }
 
   /** Returns the counters without the queue depths, which come from the store. */
-  snapshot(): Omit<TelemetryCounters, 'pendingJobs' | 'outboxDepth' | 'prefixCacheHitRatio'> {
+  snapshot(): Omit<TelemetryCounters, 'pendingJobs' | 'outboxDepth' | 'outboxDropped' | 'prefixCacheHitRatio'> {
     return {
       received: this.received,
       done: this.done,

@@ -21,7 +21,8 @@ export interface TelemetryRecord {
   /** Rates over the interval since the previous record. */
   throughput: { sequencesPerSecond: number; residuesPerSecond: number };
   latencyMs: StageLatencies;
-  queue: { pendingJobs: number; outboxDepth: number };
+  /** `outboxDropped` counts messages dropped unsent at the outbox bound, over the life of the database file. */
+  queue: { pendingJobs: number; outboxDepth: number; outboxDropped: number };
   /** Hit ratios: the result cache over all done jobs, the prefix cache as the engine reports it. */
   cache: { resultHitRatio: number | null; prefixHitRatio: number | null };
   /** Busy share of CPU time over the interval (0 to 1) and the one-minute load average per core. */

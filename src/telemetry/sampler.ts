@@ -109,7 +109,7 @@ export class TelemetrySampler {
         residuesPerSecond: elapsedSeconds > 0 ? residues / elapsedSeconds : 0,
       },
       latencyMs: counters.latencyMs,
-      queue: { pendingJobs: counters.pendingJobs, outboxDepth: counters.outboxDepth },
+      queue: { pendingJobs: counters.pendingJobs, outboxDepth: counters.outboxDepth, outboxDropped: counters.outboxDropped ?? 0 },
       cache: {
         resultHitRatio: counters.done > 0 ? counters.cacheHits / counters.done : null,
         prefixHitRatio: counters.prefixCacheHitRatio ?? null,

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { JobStateError } from '../../src/store';
+import { JobStateError, MIGRATIONS } from '../../src/store';
 import { createStoreFixture, jobResult, mqttInput, newJob, publication, samplePrediction, type StoreFixture } from './fixtures';
 
 describe('Store jobs', () => {
@@ -38,8 +38,8 @@ describe('Store jobs', () => {
       status: 'open',
       jobCount: 2,
       rejectedCount: 1,
-      // The stepping clock gave one second to each of the three migrations first.
-      createdAt: '2026-01-01T00:00:03.000Z',
+      // The stepping clock gave one second to each migration first.
+      createdAt: new Date(Date.parse('2026-01-01T00:00:00.000Z') + MIGRATIONS.length * 1000).toISOString(),
     });
     expect(store.inputRejections(result.inputId)).toEqual([
       { recordId: 'bad', recordIndex: 1, code: 'INVALID_RESIDUE', message: 'invalid residue "1" at 4' },

@@ -99,7 +99,7 @@ describe('TelemetrySampler', () => {
     expect(record.modelId).toBe('model-abc');
     expect(Object.keys(record.counts).sort()).toEqual(['cacheHits', 'done', 'failed', 'received', 'rejected']);
     expect(Object.keys(record.latencyMs).sort()).toEqual(['inference', 'queueWait', 'total']);
-    expect(record.queue).toEqual({ pendingJobs: 4, outboxDepth: 2 });
+    expect(record.queue).toEqual({ pendingJobs: 4, outboxDepth: 2, outboxDropped: 0 });
     expect(Object.keys(record.memory).sort()).toEqual(['heapUsedBytes', 'rssBytes', 'systemFreeBytes']);
     expect(record.temperatureCelsius).toBeNull();
     expect(record.throttled).toBeNull();
