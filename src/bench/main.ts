@@ -2,10 +2,12 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { bundledModelDir } from '../config/load';
+import { measureCacheLatency, predictOnce } from './cache-latency';
 import { measureDaemonMemory } from './daemon-memory';
 import { measureModelLatency, syntheticProtein } from './model-latency';
 
 const RUNS = 30;
+const CACHE_LOOKUPS = 10_000;
 const PROTEIN_RESIDUES = 400;
 
 function freePort(): Promise<number> {
@@ -24,7 +26,8 @@ const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MiB`;
 /**
  * Prints the model latency for one 400-residue protein with one thread against
  * onnxruntime's default thread count, and the daemon's resident memory before and after an
- * inbox of 200 proteins, all measured in this run.
+ * inbox of 200 proteins, all measured in this run. It also prints the latency of an exact
+ * in-memory cache hit next to the model latency.
  */
 async function main(): Promise<void> {
   const modelDir = process.env.BITNET_EDGE_MODEL_DIR ?? bundledModelDir();
@@ -39,6 +42,14 @@ async function main(): Promise<void> {
   console.log(`  1 thread:        median ${single.medianMs.toFixed(2)} ms, p90 ${single.p90Ms.toFixed(2)} ms`);
   console.log(`  default threads: median ${automatic.medianMs.toFixed(2)} ms, p90 ${automatic.p90Ms.toFixed(2)} ms`);
   console.log(`  ratio 1 thread / default: ${(single.medianMs / automatic.medianMs).toFixed(2)}x`);
+
+  const cache = measureCacheLatency(await predictOnce(modelDir, protein), CACHE_LOOKUPS);
+  console.log(`\nexact in-memory cache hit, ${cache.lookups} lookups, prediction JSON of ${cache.predictionJsonLength} characters:`);
+  console.log(`  ResultCache.get:            median ${cache.getMedianUs.toFixed(3)} us`);
+  console.log(`  key + get (processor path): median ${cache.processorHitMedianUs.toFixed(3)} us`);
+  console.log(`  JSON.parse of the entry:    median ${cache.jsonParseMedianUs.toFixed(3)} us`);
+  const inferenceUs = automatic.medianMs * 1000;
+  console.log(`  ratio inference (default threads) / processor hit: ${(inferenceUs / cache.processorHitMedianUs).toFixed(0)}x`);
 
   const mainScript = path.resolve(__dirname, '..', 'cli', 'main.js');
   const memory = await measureDaemonMemory(mainScript, await freePort(), 200, PROTEIN_RESIDUES);

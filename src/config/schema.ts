@@ -120,6 +120,18 @@ const telemetry = z
   .strict()
   .default({});
 
+const cache = z
+  .object({
+    maxBytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(16_777_216)
+      .describe('estimated size limit of the in-memory result cache in front of SQLite, in bytes; 0 disables it'),
+  })
+  .strict()
+  .default({});
+
 export const configSchema = z
   .object({
     deviceId: z
@@ -135,6 +147,7 @@ export const configSchema = z
     model,
     sequence,
     telemetry,
+    cache,
     shutdownDeadlineMs: z.number().int().min(100).default(10_000).describe('hard limit for a graceful stop in ms'),
   })
   .strict();

@@ -11,6 +11,7 @@ import { InboxWatcher } from '../intake/inbox';
 import { Metrics } from '../telemetry/metrics';
 import { TelemetrySampler } from '../telemetry/sampler';
 import { JobProcessor } from '../queue/processor';
+import { ResultCache } from '../cache/result-cache';
 import { RequestIntake } from './mqtt-requests';
 import { brokerUrl, planBroker } from './broker-choice';
 import { IdleCheckpoint } from './idle-checkpoint';
@@ -104,6 +105,7 @@ export class Daemon {
 
     const url = await this.startBroker();
     const metrics = new Metrics();
+    const resultCache = new ResultCache({ maxBytes: config.cache.maxBytes });
 
     // Late-bound so the processor, the intake paths and the publisher can wake each other.
     let processor: JobProcessor | null = null;
@@ -154,6 +156,7 @@ export class Daemon {
       logger: root,
       batchSize: BATCH_SIZE,
       maxAttempts: config.queue.maxAttempts,
+      resultCache,
       onIdle: () => idleCheckpoint.onIdle(),
       onCommitted,
       onInboxInputComplete: () => {
@@ -201,6 +204,7 @@ export class Daemon {
         pendingJobs: pendingJobs(store.countJobsByStatus()),
         outboxDepth: store.countOutbox(),
         outboxDropped: store.outboxDroppedTotal(),
+        memoryCache: resultCache.stats,
       }),
       store,
       publish: (topic, payload) => connection.publishVolatile(topic, payload),

@@ -4,7 +4,12 @@ import type { InputRow, JobRow, JobResult, OutboxMessage } from '../contracts/st
 import type { Topics } from '../contracts/topics';
 import type { RejectedRecord } from '../contracts/jobs';
 import type { JobOutcome } from '../contracts/store';
+import { resultCacheKey, type ResultCache } from '../cache/result-cache';
 import { errorMessage, predictionMessage, responseMessage } from './messages';
+
+// No request option changes the model output today, so every cache key uses the empty options
+// key. An option that does must be serialized here in a stable order.
+const OPTIONS_KEY = '';
 
 /** The model as the processor uses it. */
 export interface Predictor {
@@ -56,6 +61,11 @@ export interface JobProcessorOptions {
   /** Fallback poll period when no notification arrives, in ms. */
   idlePollMs?: number;
   clock?: () => Date;
+  /**
+   * Memory tier in front of the store's result lookup. Absent or disabled (maxBytes 0), every
+   * lookup goes to the store.
+   */
+  resultCache?: ResultCache;
 }
 
 /**
@@ -132,12 +142,12 @@ export class JobProcessor {
   }
 
   private async processBatch(jobs: JobRow[]): Promise<void> {
-    const { store, predictor } = this.options;
+    const { store } = this.options;
     const startedAt = this.clock();
     const misses: JobRow[] = [];
 
     for (const job of jobs) {
-      const cached = store.findCachedPrediction(job.sequenceHash, predictor.modelId);
+      const cached = this.findCachedPrediction(job);
       if (cached) this.commitResult(job, cached, { cached: true, inferenceMs: 0, startedAt });
       else misses.push(job);
     }
@@ -153,6 +163,23 @@ export class JobProcessor {
     this.afterCommit(jobs);
   }
 
+  /** Looks the job up in the memory cache, then in the store, and copies a store hit into memory. */
+  private findCachedPrediction(job: JobRow): Prediction | null {
+    const memory = this.memoryCache();
+    const key = resultCacheKey(this.options.predictor.modelId, job.sequenceHash, OPTIONS_KEY);
+    const fromMemory = memory?.get(key);
+    if (fromMemory) return fromMemory;
+
+    const fromStore = this.options.store.findCachedPrediction(job.sequenceHash, this.options.predictor.modelId);
+    if (fromStore) memory?.set(key, fromStore);
+    return fromStore;
+  }
+
+  private memoryCache(): ResultCache | null {
+    const cache = this.options.resultCache;
+    return cache?.enabled ? cache : null;
+  }
+
   private async runModel(jobs: JobRow[], startedAt: Date): Promise<void> {
     const inferenceStart = performance.now();
     let predictions: Prediction[];
@@ -164,7 +191,11 @@ export class JobProcessor {
     }
 
     const inferenceMs = (performance.now() - inferenceStart) / jobs.length;
-    jobs.forEach((job, index) => this.commitResult(job, predictions[index], { cached: false, inferenceMs, startedAt }));
+    const memory = this.memoryCache();
+    jobs.forEach((job, index) => {
+      const committed = this.commitResult(job, predictions[index], { cached: false, inferenceMs, startedAt });
+      if (committed) memory?.set(resultCacheKey(this.options.predictor.modelId, job.sequenceHash, OPTIONS_KEY), predictions[index]);
+    });
   }
 
   /**
@@ -196,7 +227,8 @@ export class JobProcessor {
     }
   }
 
-  private commitResult(job: JobRow, prediction: Prediction, timing: { cached: boolean; inferenceMs: number; startedAt: Date }): void {
+  /** Stores the result with its publication and returns false when the transaction failed. */
+  private commitResult(job: JobRow, prediction: Prediction, timing: { cached: boolean; inferenceMs: number; startedAt: Date }): boolean {
     const now = this.clock();
     const queueWaitMs = Math.max(0, timing.startedAt.getTime() - Date.parse(job.createdAt));
     const latencyMs = Math.max(0, now.getTime() - timing.startedAt.getTime());
@@ -210,7 +242,7 @@ export class JobProcessor {
       );
     } catch (err) {
       this.logger.error({ err, jobId: job.id }, 'storing the result failed');
-      return;
+      return false;
     }
 
     this.options.metrics.recordDone({
@@ -221,6 +253,7 @@ export class JobProcessor {
       cached: timing.cached,
     });
     this.logger.debug({ jobId: job.id, recordId: job.recordId, cached: timing.cached, latencyMs }, 'job done');
+    return true;
   }
 
   private commitFailure(job: JobRow, code: string, message: string): void {

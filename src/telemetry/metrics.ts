@@ -26,6 +26,16 @@ export interface TelemetryCounters {
   outboxDropped?: number;
   /** Share of prefix (key/value) cache lookups that hit, when the inference engine reports it. */
   prefixCacheHitRatio?: number | null;
+  /** Counters of the in-memory result cache, when the daemon has one. */
+  memoryCache?: MemoryCacheCounters;
+}
+
+/** Counters of the in-memory result cache. Hits and misses are totals, and bytes is an estimate. */
+export interface MemoryCacheCounters {
+  hits: number;
+  misses: number;
+  entries: number;
+  bytes: number;
 }
 
 /** One finished job, as the processor reports it. */
@@ -80,7 +90,7 @@ export class Metrics {
   }
 
   /** Returns the counters without the queue depths, which come from the store. */
-  snapshot(): Omit<TelemetryCounters, 'pendingJobs' | 'outboxDepth' | 'outboxDropped' | 'prefixCacheHitRatio'> {
+  snapshot(): Omit<TelemetryCounters, 'pendingJobs' | 'outboxDepth' | 'outboxDropped' | 'prefixCacheHitRatio' | 'memoryCache'> {
     return {
       received: this.received,
       done: this.done,

@@ -23,8 +23,19 @@ export interface TelemetryRecord {
   latencyMs: StageLatencies;
   /** `outboxDropped` counts messages dropped unsent at the outbox bound, over the life of the database file. */
   queue: { pendingJobs: number; outboxDepth: number; outboxDropped: number };
-  /** Hit ratios: the result cache over all done jobs, the prefix cache as the engine reports it. */
-  cache: { resultHitRatio: number | null; prefixHitRatio: number | null };
+  /**
+   * Hit ratios: the result cache (memory and SQLite together) over all done jobs, the prefix
+   * cache as the engine reports it. The memory fields are totals of the in-memory tier, zero
+   * when it is disabled, and memoryBytes is its estimated size.
+   */
+  cache: {
+    resultHitRatio: number | null;
+    prefixHitRatio: number | null;
+    memoryHits: number;
+    memoryMisses: number;
+    memoryBytes: number;
+    memoryEntries: number;
+  };
   /** Busy share of CPU time over the interval (0 to 1) and the one-minute load average per core. */
   cpu: { load: number; loadAveragePerCore: number };
   temperatureCelsius: number | null;

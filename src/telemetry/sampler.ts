@@ -113,6 +113,10 @@ export class TelemetrySampler {
       cache: {
         resultHitRatio: counters.done > 0 ? counters.cacheHits / counters.done : null,
         prefixHitRatio: counters.prefixCacheHitRatio ?? null,
+        memoryHits: counters.memoryCache?.hits ?? 0,
+        memoryMisses: counters.memoryCache?.misses ?? 0,
+        memoryBytes: counters.memoryCache?.bytes ?? 0,
+        memoryEntries: counters.memoryCache?.entries ?? 0,
       },
       cpu: { load: system.cpuLoad, loadAveragePerCore: system.loadAveragePerCore },
       temperatureCelsius: system.temperatureCelsius,
