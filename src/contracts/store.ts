@@ -1,7 +1,7 @@
 import type { JobSource, JobStatus, OrfOrigin } from './jobs';
 import type { Prediction } from './prediction';
 
-/** A stored job as the processor sees it. */
+/** A stored job as the processor reads it. */
 export interface JobRow {
   id: number;
   inputId: number;
@@ -70,7 +70,7 @@ export interface OutboxRow extends OutboxMessage {
   createdAt: string;
 }
 
-/** What `enqueueInput` did. */
+/** Outcome of `enqueueInput`. */
 export interface EnqueueResult {
   inputId: number;
   /** False when an input with the same key was already stored (nothing was inserted). */

@@ -36,7 +36,7 @@ export interface RequestIntakeOptions {
 /**
  * Turns one MQTT request into stored jobs, or into a stored rejection with an error
  * message and a reply. It returns only after the commit, so the caller can acknowledge the
- * message then; a thrown error means nothing was stored and the message must not be acked.
+ * message then. A thrown error means nothing was stored, and the message must not be acked.
  */
 export class RequestIntake {
   private readonly logger: Logger;
@@ -88,7 +88,7 @@ export class RequestIntake {
     return Promise.resolve();
   }
 
-  /** An input without valid records is answered at once, with its errors. */
+  /** Replies at once, with its errors, to an input without valid records. */
   private replyNow(inputId: number): void {
     const { store, topics } = this.options;
     const input = store.getInput(inputId);
@@ -99,9 +99,9 @@ export class RequestIntake {
 }
 
 /**
- * A request with an id is keyed by the id and the payload, so a redelivered message stores
- * nothing twice. NOTE: a request without an id gets a fresh key, so a redelivery of it after a
- * crash between commit and PUBACK runs again.
+ * Builds the input key. A request with an id is keyed by the id and the payload, so a
+ * redelivered message stores nothing twice. NOTE: a request without an id gets a fresh key, so
+ * a redelivery of it after a crash between commit and PUBACK runs again.
  */
 function inputKeyFor(requestId: string | null, payload: Buffer): string {
   if (requestId === null) return `mqtt:anon:${randomUUID()}`;

@@ -69,7 +69,7 @@ export interface JobProcessorOptions {
 }
 
 /**
- * Takes pending jobs from the store, answers them from the result cache or the model, and
+ * Takes pending jobs from the store, serves them from the result cache or the model, and
  * commits each result together with its outgoing messages in one transaction.
  */
 export class JobProcessor {
@@ -84,7 +84,7 @@ export class JobProcessor {
     this.clock = options.clock ?? (() => new Date());
   }
 
-  /** Requeues jobs a crash left running, answers inputs left complete, and starts the loop. */
+  /** Requeues jobs a crash left running, replies to inputs left complete, and starts the loop. */
   start(): void {
     if (this.running) return;
     const requeued = this.options.store.requeueRunningJobs();
@@ -272,7 +272,7 @@ export class JobProcessor {
     this.options.metrics.recordFailed();
   }
 
-  /** Replies to MQTT inputs whose jobs are all finished and tells the inbox about its inputs. */
+  /** Replies to MQTT inputs whose jobs are all finished and notifies the inbox of its finished inputs. */
   private afterCommit(jobs: JobRow[]): void {
     const inputIds = new Set(jobs.map((job) => job.inputId));
     let inboxInputDone = false;
