@@ -379,44 +379,11 @@ export class Store {
 
     const createdAt = this.clock().toISOString();
     const inputId = Number(
-      statements.insertInput.run({
-        source: input.source,
-        input_key: input.inputKey,
-        request_id: input.requestId,
-        origin: input.origin,
-        reply_topic: input.reply?.responseTopic ?? null,
-        correlation_data: input.reply?.correlationData ?? null,
-        created_at: createdAt,
-      }).lastInsertRowid,
+      statements.insertInput.run(inputParameters(input, createdAt)).lastInsertRowid,
     );
 
-    const jobIds = jobs.map((job) =>
-      Number(
-        statements.insertJob.run({
-          input_id: inputId,
-          record_id: job.recordId,
-          record_index: job.recordIndex,
-          description: job.description,
-          residues: job.sequence.residues,
-          sequence_hash: job.sequence.sequenceHash,
-          length: job.sequence.residues.length,
-          changes: JSON.stringify(job.sequence.changes),
-          created_at: createdAt,
-          ...orfColumns(job),
-        }).lastInsertRowid,
-      ),
-    );
-
-    for (const record of rejected) {
-      statements.insertRejection.run({
-        input_id: inputId,
-        record_id: record.recordId,
-        record_index: record.recordIndex,
-        code: record.code,
-        message: record.message,
-        created_at: createdAt,
-      });
-    }
+    const jobIds = jobs.map((job) => Number(statements.insertJob.run(jobParameters(inputId, job, createdAt)).lastInsertRowid));
+    for (const record of rejected) statements.insertRejection.run(rejectionParameters(inputId, record, createdAt));
     insertPublications(statements, publications, createdAt);
     return { inputId, inserted: true, jobIds };
   }
@@ -433,15 +400,7 @@ export class Store {
     }
 
     const inputId = Number(
-      statements.insertIncompleteInput.run({
-        source: input.source,
-        input_key: input.inputKey,
-        request_id: input.requestId,
-        origin: input.origin,
-        reply_topic: input.reply?.responseTopic ?? null,
-        correlation_data: input.reply?.correlationData ?? null,
-        created_at: this.clock().toISOString(),
-      }).lastInsertRowid,
+      statements.insertIncompleteInput.run(inputParameters(input, this.clock().toISOString())).lastInsertRowid,
     );
     return { inputId, inserted: true, complete: false, lastRecordIndex: null };
   }
@@ -458,31 +417,11 @@ export class Store {
     const createdAt = this.clock().toISOString();
     const jobIds: number[] = [];
     for (const job of jobs) {
-      const outcome = statements.insertJobIfNew.run({
-        input_id: inputId,
-        record_id: job.recordId,
-        record_index: job.recordIndex,
-        description: job.description,
-        residues: job.sequence.residues,
-        sequence_hash: job.sequence.sequenceHash,
-        length: job.sequence.residues.length,
-        changes: JSON.stringify(job.sequence.changes),
-        created_at: createdAt,
-        ...orfColumns(job),
-      });
+      const outcome = statements.insertJobIfNew.run(jobParameters(inputId, job, createdAt));
       if (outcome.changes > 0) jobIds.push(Number(outcome.lastInsertRowid));
     }
 
-    for (const record of rejected) {
-      statements.insertRejectionIfNew.run({
-        input_id: inputId,
-        record_id: record.recordId,
-        record_index: record.recordIndex,
-        code: record.code,
-        message: record.message,
-        created_at: createdAt,
-      });
-    }
+    for (const record of rejected) statements.insertRejectionIfNew.run(rejectionParameters(inputId, record, createdAt));
     insertPublications(statements, publications, createdAt);
     return jobIds;
   }
@@ -528,6 +467,47 @@ export class Store {
     insertPublications(statements, publications, finishedAt);
     return true;
   }
+}
+
+/** Bound parameters of an `inputs` row. */
+function inputParameters(input: NewInput, createdAt: string) {
+  return {
+    source: input.source,
+    input_key: input.inputKey,
+    request_id: input.requestId,
+    origin: input.origin,
+    reply_topic: input.reply?.responseTopic ?? null,
+    correlation_data: input.reply?.correlationData ?? null,
+    created_at: createdAt,
+  };
+}
+
+/** Bound parameters of a `jobs` row, ORF columns included. */
+function jobParameters(inputId: number, job: NewJob, createdAt: string) {
+  return {
+    input_id: inputId,
+    record_id: job.recordId,
+    record_index: job.recordIndex,
+    description: job.description,
+    residues: job.sequence.residues,
+    sequence_hash: job.sequence.sequenceHash,
+    length: job.sequence.residues.length,
+    changes: JSON.stringify(job.sequence.changes),
+    created_at: createdAt,
+    ...orfColumns(job),
+  };
+}
+
+/** Bound parameters of a `rejections` row. */
+function rejectionParameters(inputId: number, record: RejectedRecord, createdAt: string) {
+  return {
+    input_id: inputId,
+    record_id: record.recordId,
+    record_index: record.recordIndex,
+    code: record.code,
+    message: record.message,
+    created_at: createdAt,
+  };
 }
 
 function insertPublications(statements: Statements, publications: OutboxMessage[], createdAt: string): void {
