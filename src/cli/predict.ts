@@ -34,8 +34,8 @@ async function readInput(file: string): Promise<string> {
 }
 
 /**
- * Predicts every record of a FASTA file without a daemon and prints JSON or TSV on stdout;
- * rejected records are reported on stderr and in the output. Resolves with the exit status:
+ * Predicts every record of a FASTA file without a daemon and prints JSON or TSV on stdout.
+ * Rejected records are reported on stderr and in the output. Resolves with the exit status:
  * 0 when every record was predicted, 1 when any was rejected.
  */
 export async function runPredict(options: { file: string; format: 'json' | 'tsv'; configFile?: string; modelDir?: string }): Promise<number> {

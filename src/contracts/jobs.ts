@@ -1,4 +1,4 @@
-/** Where a sequence came from. */
+/** Source of a sequence: an MQTT request, an inbox file or the command line. */
 export type JobSource = 'mqtt' | 'inbox' | 'cli';
 
 /** One sequence record as parsed from an input, before normalization. */
@@ -23,7 +23,7 @@ export interface NormalizedSequence {
   changes: string[];
 }
 
-/** Reply routing of an MQTT request, kept with its jobs so a restart can still answer. */
+/** Reply routing of an MQTT request, kept with its jobs so a restart can still reply. */
 export interface ReplyRoute {
   /** Topic of the reply: the request's MQTT 5 response topic, or the default response topic. */
   responseTopic: string;

@@ -2,7 +2,7 @@ import type { ResolvedConfig } from '../config/load';
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
-/** Where the daemon gets its broker from. */
+/** Plan for reaching a broker: an external URL, an embedded broker, or a probe that picks one. */
 export type BrokerPlan =
   | { kind: 'external'; url: string; probe: null }
   | { kind: 'embedded'; host: string; port: number }
@@ -10,7 +10,7 @@ export type BrokerPlan =
 
 /**
  * Decides how to reach a broker. In `auto` mode a broker already listening on the loopback
- * URL is used (many Raspberry Pis run Mosquitto on 1883), otherwise one is embedded; a URL
+ * URL is used (many Raspberry Pis run Mosquitto on 1883), otherwise one is embedded. A URL
  * that is not on loopback is always used as it is.
  */
 export function planBroker(mqtt: ResolvedConfig['mqtt']): BrokerPlan {

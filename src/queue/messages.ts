@@ -82,7 +82,9 @@ export function responseMessage(input: InputRow, outcomes: JobOutcome[], rejecti
   }
   errors.sort((a, b) => a.recordIndex - b.recordIndex);
 
-  const status: ResponseMessage['status'] = errors.length === 0 ? 'ok' : results.length === 0 ? 'error' : 'partial';
+  let status: ResponseMessage['status'] = 'partial';
+  if (errors.length === 0) status = 'ok';
+  else if (results.length === 0) status = 'error';
   const message: ResponseMessage = { schemaVersion: PAYLOAD_SCHEMA_VERSION, id: input.requestId, status, results, errors };
   return {
     topic: input.replyTopic ?? fallbackTopic,

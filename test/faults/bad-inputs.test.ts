@@ -222,7 +222,7 @@ describe('bad inputs', () => {
 
   test('embedded broker rejects a 10 MiB publish', async () => {
     // The embedded broker's packet limit (16 MiB by default) sits above the request limit, so the
-    // daemon receives the oversized request and answers it with PAYLOAD_TOO_LARGE.
+    // daemon receives the oversized request and rejects it with PAYLOAD_TOO_LARGE.
     const embeddedDir = makeTempDir('bitnet-bad-embedded-');
     const port = await freePort();
     const embedded = startDaemon(embeddedDir, `mqtt://127.0.0.1:${port}`, { BITNET_EDGE_MQTT_BROKER: 'embedded', BITNET_EDGE_MQTT_EMBEDDED_PORT: String(port) });

@@ -39,7 +39,7 @@ export class MqttProbe {
     return this.on(topic).map((message) => JSON.parse(message.text) as T);
   }
 
-  /** Resolves once `predicate` holds over the received messages; rejects after `timeoutMs`. */
+  /** Resolves once `predicate` is true of the received messages, and rejects after `timeoutMs`. */
   waitFor(predicate: () => boolean, timeoutMs = 30_000, what = 'messages'): Promise<void> {
     if (predicate()) return Promise.resolve();
     return new Promise((resolve, reject) => {
