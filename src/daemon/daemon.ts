@@ -243,7 +243,6 @@ export class Daemon {
     const broker = new EmbeddedBroker({ host: plan.host, port: plan.port, logger: this.logger, maxPayloadBytes: brokerLimit });
     const address = await broker.start();
     this.started.push({ name: 'broker', stop: () => broker.stop() });
-    this.logger.info(address, 'embedded MQTT broker listening');
     return brokerUrl(address.host, address.port);
   }
 
