@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data
-from .evaluate import evaluate, predict, unigram_perplexity
-from .export import OPSET, compare_with_onnxruntime, export_onnx
+from . import data, domains
+from .evaluate import DOMAIN_MAX_GAP, DOMAIN_MIN_LENGTH, evaluate, evaluation_sets, predict, unigram_perplexity
+from .export import OPSET, export_onnx, write_reference
 from .model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, VOCAB, count_parameters
 from .model_card import write_model_card
 from .train import build_model, train
@@ -34,7 +34,7 @@ from .train import build_model, train
 log = logging.getLogger("training.build")
 
 TRAINING_DIR = Path(__file__).resolve().parent
-STEPS = ["extract", "subset", "cluster", "labels", "train", "export"]
+STEPS = ["extract", "subset", "cluster", "domains", "labels", "train", "export"]
 
 
 def parse_arguments(argv=None):
@@ -46,6 +46,10 @@ def parse_arguments(argv=None):
     parser.add_argument("--work", type=Path, default=TRAINING_DIR / "work", help="cache folder (default: training/work)")
     parser.add_argument("--redo", choices=STEPS, help="recompute this step and every later one")
     parser.add_argument("--wall-seconds", type=float, help="training wall-clock budget in seconds (overrides the config)")
+    parser.add_argument("--threads", type=int, help="torch threads for training and evaluation (overrides the config)")
+    parser.add_argument("--twin", action="store_true",
+                        help="train the full-precision twin (same data, network and schedule, float32 weights and "
+                             "activations) into work/NAME/twin/ and stop; the evaluation compares it with the model")
     return parser.parse_args(argv)
 
 
@@ -91,7 +95,9 @@ def go_train_frequencies(records, meta) -> list[float]:
 
 
 def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metrics: dict, provenance: dict,
-                   parameters: int, names: list[str]) -> dict:
+                   parameters: int, exported: dict) -> dict:
+    names = exported["outputs"]
+    past_inputs, present_outputs = exported["pastInputs"], exported["presentOutputs"]
     onnx_path = out / "model.onnx"
     heads = {
         "localization": {
@@ -111,6 +117,20 @@ def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metric
             "labels": meta["functionLabels"], "thresholds": thresholds["function"],
             "goTerms": [meta["functionTerms"][label] for label in meta["functionLabels"]],
         }
+    if "domain_logits" in names:
+        details = {f["name"]: f for f in meta["domainFamilyDetails"]}
+        heads["domain"] = {
+            "output": "domain_logits", "type": "residue_spans",
+            "labels": meta["domainFamilies"],
+            "accessions": [details[f]["accession"] for f in meta["domainFamilies"]],
+            "descriptions": [details[f]["description"] for f in meta["domainFamilies"]],
+            "thresholds": thresholds["domain"],
+            "minLength": DOMAIN_MIN_LENGTH, "maxGap": DOMAIN_MAX_GAP,
+            "decoding": ("softmax over no-domain and the families per residue; residues whose family probability "
+                         "reaches the family threshold form runs, runs separated by at most maxGap residues merge, "
+                         "runs shorter than minLength residues are dropped; score = mean family probability; "
+                         "1-based inclusive coordinates"),
+        }
     heads["lm"] = {"output": "lm_logits", "type": "next_token"}
     model_config = config["model"]
     manifest = {
@@ -125,6 +145,17 @@ def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metric
             "unknownResidue": "X",
         },
         "inputs": {"inputIds": "input_ids", "attentionMask": "attention_mask"},
+        "prefixCache": {
+            "pastKeys": past_inputs[0:-1:2], "pastValues": past_inputs[1:-1:2], "pastStateSum": past_inputs[-1],
+            "presentKeys": present_outputs[0:-1:2], "presentValues": present_outputs[1:-1:2],
+            "stateSum": present_outputs[-1],
+            "heads": model_config["heads"], "headDim": model_config["d_model"] // model_config["heads"],
+            "dModel": model_config["d_model"],
+            "layout": ("past_key_<i>/past_value_<i> are [batch, heads, past, headDim] float32 keys (after rotary "
+                       "embedding) and values of the earlier positions; past_state_sum is [batch, dModel], the "
+                       "sum of their final states. An empty past has past = 0 and a zero state sum. Position "
+                       "numbering continues from past, so input_ids then holds no <bos>"),
+        },
         "heads": heads,
         "goGraph": {
             "relations": ["is_a", "part_of"],
@@ -158,6 +189,8 @@ def main(argv=None) -> int:
     config_path = arguments.config or TRAINING_DIR / "configs" / ("smoke.json" if arguments.smoke else "tiny.json")
     with open(config_path) as handle:
         config = json.load(handle)
+    if arguments.threads:
+        config["train"]["threads"] = arguments.threads
     work = arguments.work
     out = arguments.out or (work / "smoke" / "model" if arguments.smoke else work / config["name"] / "model")
     run_dir = work / config["name"]
@@ -186,12 +219,24 @@ def main(argv=None) -> int:
     if step_needed("cluster", cluster_tsv, redo):
         data.cluster(subset_fasta, run_dir / "mmseqs", config["data"])
 
+    domain_table = run_dir / "hmmsearch" / "domains.domtblout"
+    families_path = run_dir / "hmmsearch" / "families.json"
+    if step_needed("domains", families_path, redo):
+        _, families = domains.run_hmmsearch(subset_fasta, run_dir / "hmmsearch", config["train"]["threads"])
+        families_path.write_text(json.dumps(families))
+
     labels_path = run_dir / "labels.json"
     if step_needed("labels", labels_path, redo):
         assignment, cluster_counts = data.split_clusters(cluster_tsv, config["data"]["split_fractions"], seed)
-        meta = data.build_label_set(subset_json, assignment, config["data"], labels_path)
+        meta = data.build_label_set(subset_json, assignment, config["data"], labels_path,
+                                    domains.read_domain_table(domain_table), json.loads(families_path.read_text()))
         (run_dir / "split_counts.json").write_text(json.dumps(cluster_counts))
     cluster_counts = json.loads((run_dir / "split_counts.json").read_text())
+
+    if arguments.twin:
+        twin_config = dict(config, train=dict(config["train"], full_precision=True))
+        train(twin_config, labels_path, run_dir / "twin", arguments.wall_seconds)
+        return 0
 
     checkpoint_dir = run_dir / "checkpoints"
     final_checkpoint = checkpoint_dir / "final.pt"
@@ -210,13 +255,7 @@ def main(argv=None) -> int:
     exported = export_onnx(model, out / "model.onnx")
 
     eval_config = config["eval"]
-    rng = random.Random(seed)
-    validation = [r for r in records if r["split"] == "validation"]
-    test = [r for r in records if r["split"] == "test"]
-    rng.shuffle(validation)
-    rng.shuffle(test)
-    validation = validation[: eval_config["max_validation"]]
-    test = test[: eval_config["max_test"]]
+    validation, test = evaluation_sets(records, config)
     torch.set_num_threads(config["train"]["threads"])
     log.info("predicting %d validation and %d test proteins", len(validation), len(test))
     validation_predictions = predict(model, validation, eval_config["eval_length"])
@@ -230,9 +269,9 @@ def main(argv=None) -> int:
     metrics["evaluatedOn"] = (f"Test split, {len(test)} proteins (random sample of the test clusters), "
                               f"sequences truncated to {eval_config['eval_length']} tokens; "
                               f"thresholds tuned on {len(validation)} validation proteins")
-    check = compare_with_onnxruntime(model, out / "model.onnx", test[:32], eval_config["eval_length"])
-    if check is not None:
-        metrics["onnxCheck"] = check
+    short_test = [r for r in test if len(r["sequence"]) <= 80][:8]
+    write_reference(model, out / "reference.json", short_test, eval_config["eval_length"])
+    write_reference(model, run_dir / "reference-test.json", test, eval_config["eval_length"], positions=16)
 
     split_sizes = meta["sequencesPerSplit"]
     command = "python3 -m training.build " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -256,7 +295,7 @@ def main(argv=None) -> int:
                      f"{config['train']['ternary_from']:.0%}, then ternary weights; int8 activations from the int8 phase on"),
         "machine": machine_description(),
     }
-    manifest = write_manifest(out, config, meta, thresholds, metrics, provenance, parameters, exported["outputs"])
+    manifest = write_manifest(out, config, meta, thresholds, metrics, provenance, parameters, exported)
     write_model_card(out, manifest, meta)
     log.info("wrote %s in %.0f s", out, time.monotonic() - started)
     return 0

@@ -302,7 +302,24 @@ def choose_go_labels(records, ontology: GeneOntology, config: dict) -> list[str]
     return labels
 
 
-def build_label_set(subset_json: Path, assignment: dict[str, str], config: dict, out_path: Path) -> dict:
+def choose_domain_families(records, spans: dict[str, list[list]], families: list[dict], min_proteins: int) -> list[dict]:
+    """Keep the families found in at least min_proteins training proteins (fewer cannot be learned)."""
+    counts: collections.Counter = collections.Counter()
+    for record in records:
+        if record["split"] == "train":
+            counts.update({entry[0] for entry in spans.get(record["accession"], [])})
+    kept = []
+    for family in families:
+        family = dict(family, trainingProteins=counts[family["name"]])
+        if counts[family["name"]] >= min_proteins:
+            kept.append(family)
+        else:
+            log.info("domain family %s left out: %d training proteins", family["name"], counts[family["name"]])
+    return kept
+
+
+def build_label_set(subset_json: Path, assignment: dict[str, str], config: dict, out_path: Path,
+                    domain_spans: dict[str, list[list]] | None = None, domain_families: list[dict] | None = None) -> dict:
     """Attach split and label vectors to every selected protein and save them with the label metadata."""
     ontology = GeneOntology(dataset_dir())
     with open(subset_json) as handle:
@@ -310,6 +327,9 @@ def build_label_set(subset_json: Path, assignment: dict[str, str], config: dict,
     for record in records:
         record["split"] = assignment.get(record["accession"], "train")
     go_labels = choose_go_labels(records, ontology, config)
+    spans = domain_spans or {}
+    families = choose_domain_families(records, spans, domain_families or [], config.get("domain_min_proteins", 20))
+    family_names = {f["name"] for f in families}
 
     go_index = {t: i for i, t in enumerate(go_labels)}
     go_aspects = [ontology.aspect(t) for t in go_labels]
@@ -327,6 +347,8 @@ def build_label_set(subset_json: Path, assignment: dict[str, str], config: dict,
         # A protein with cellular-component terms but none of the 10 classes has no usable label.
         record["localization"] = localization if localization and any(localization) else None
         record["function"] = class_vector(terms["F"], ontology, FUNCTION_CLASSES) if terms["F"] else None
+        # Every protein went through hmmsearch, so no span means no domain of these families.
+        record["domains"] = [entry for entry in spans.get(record["accession"], []) if entry[0] in family_names]
 
     label_set = set(go_labels)
     parents = {}
@@ -353,6 +375,9 @@ def build_label_set(subset_json: Path, assignment: dict[str, str], config: dict,
         "sequencesPerSplit": dict(splits),
         "withLocalization": collections.Counter(r["split"] for r in records if r["localization"]),
         "withFunction": collections.Counter(r["split"] for r in records if r["function"]),
+        "domainFamilies": [f["name"] for f in families],
+        "domainFamilyDetails": families,
+        "withDomains": collections.Counter(r["split"] for r in records if r["domains"]),
     }
     with open(out_path, "w") as handle:
         json.dump({"meta": meta, "records": records}, handle)

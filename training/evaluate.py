@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 
 import numpy as np
@@ -17,6 +18,16 @@ log = logging.getLogger("training.evaluate")
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.02), 2)
 
 
+def evaluation_sets(records, config: dict) -> tuple[list, list]:
+    """The seeded random samples of the validation and test splits that every evaluation uses."""
+    rng = random.Random(config["seed"])
+    validation = [r for r in records if r["split"] == "validation"]
+    test = [r for r in records if r["split"] == "test"]
+    rng.shuffle(validation)
+    rng.shuffle(test)
+    return validation[: config["eval"]["max_validation"]], test[: config["eval"]["max_test"]]
+
+
 @torch.no_grad()
 def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
     """Run the model on records (truncated to max_tokens); return sigmoid scores and LM sums.
@@ -28,6 +39,8 @@ def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
     order = sorted(range(len(records)), key=lambda i: len(token_lists[i]))
     scores: dict[str, list] = {"localization": [None] * len(records), "go": [None] * len(records),
                                "function": [None] * len(records)}
+    domain_probabilities: list = [None] * len(records)
+    residue_nll: list = [None] * len(records)
     nll_sum = 0.0
     token_count = 0
     started = time.monotonic()
@@ -48,6 +61,14 @@ def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
         nll_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                    ignore_index=PAD_ID, reduction="sum").item()
         token_count += int((targets != PAD_ID).sum())
+        per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD_ID, reduction="none")
+        for row, index in enumerate(indices):
+            residue_nll[index] = float(per_token[row, :len(token_lists[index]) - 1].sum())
+        if "domain_logits" in outputs:
+            # Position j + 1 holds residue j; <bos> at position 0 has no residue.
+            probabilities = torch.softmax(outputs["domain_logits"], dim=-1).numpy()
+            for row, index in enumerate(indices):
+                domain_probabilities[index] = probabilities[row, 1:len(token_lists[index])]
         for head in ("localization", "go", "function"):
             key = f"{head}_logits"
             if key not in outputs:
@@ -58,6 +79,116 @@ def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
     result = {head: np.stack(values) for head, values in scores.items() if values and values[0] is not None}
     result["lmNll"] = nll_sum
     result["lmTokens"] = token_count
+    result["residueNll"] = residue_nll
+    result["residues"] = [len(t) - 1 for t in token_lists]
+    if domain_probabilities[0] is not None:
+        result["domain"] = domain_probabilities
+    return result
+
+
+# Span decoding of the domain head, the same in the daemon: residues whose family probability
+# reaches the family's threshold form runs; runs closer than DOMAIN_MAX_GAP residues merge, and runs
+# shorter than DOMAIN_MIN_LENGTH are dropped. A span's score is its mean family probability.
+DOMAIN_MIN_LENGTH = 10
+DOMAIN_MAX_GAP = 4
+
+
+def decode_spans(probabilities: np.ndarray, thresholds: list[float]) -> list[tuple[int, int, int, float]]:
+    """Return (family index, start, end, score) with 1-based inclusive coordinates.
+
+    probabilities: [residues, 1 + families], column 0 is "no domain".
+    """
+    spans = []
+    for family, threshold in enumerate(thresholds):
+        column = probabilities[:, family + 1]
+        inside = np.flatnonzero(column >= threshold)
+        if not len(inside):
+            continue
+        runs = []
+        start = previous = int(inside[0])
+        for position in inside[1:]:
+            position = int(position)
+            if position - previous - 1 > DOMAIN_MAX_GAP:
+                runs.append((start, previous))
+                start = position
+            previous = position
+        runs.append((start, previous))
+        for begin, end in runs:
+            if end - begin + 1 >= DOMAIN_MIN_LENGTH:
+                spans.append((family, begin + 1, end + 1, float(column[begin:end + 1].mean())))
+    spans.sort(key=lambda span: (span[1], span[0]))
+    return spans
+
+
+def true_spans(record, families: list[str]) -> list[tuple[int, int, int]]:
+    index = {name: i for i, name in enumerate(families)}
+    return [(index[f], start, min(end, len(record["sequence"]))) for f, start, end, _ in record.get("domains") or []
+            if f in index and start <= len(record["sequence"])]
+
+
+def residue_truth(record, families: list[str], length: int) -> np.ndarray:
+    """[length, families] booleans: residue inside a span of the family (overlaps count for both)."""
+    truth = np.zeros((length, len(families)), dtype=bool)
+    for family, start, end in true_spans(record, families):
+        truth[start - 1:min(end, length), family] = True
+    return truth
+
+
+def tune_domain_thresholds(records, probabilities, families: list[str]) -> list[float]:
+    """Per family, the grid threshold with the best residue-level F1 on these records."""
+    truth = np.concatenate([residue_truth(r, families, len(p)) for r, p in zip(records, probabilities)])
+    scores = np.concatenate([p[:, 1:] for p in probabilities])
+    return tune_thresholds(truth, scores)
+
+
+def span_overlap(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
+    return max(0, min(a_end, b_end) - max(a_start, b_start) + 1)
+
+
+def domain_metrics(records, probabilities, families: list[str], thresholds: list[float]) -> dict:
+    """Residue-level and span-level precision, recall and F1 per family and pooled (micro).
+
+    Span level: a true span is found when predicted spans of its family cover at least half of it; a
+    predicted span is correct when at least half of it lies inside true spans of its family.
+    """
+    truth = np.concatenate([residue_truth(r, families, len(p)) for r, p in zip(records, probabilities)])
+    scores = np.concatenate([p[:, 1:] for p in probabilities])
+    predicted_residues = scores >= np.array(thresholds)
+    span_counts = np.zeros((len(families), 4), dtype=int)  # found, true, correct, predicted
+    for record, probability in zip(records, probabilities):
+        predicted = decode_spans(probability, thresholds)
+        actual = true_spans(record, families)
+        for family, start, end in actual:
+            covered = sum(span_overlap(start, end, s, e) for f, s, e, _ in predicted if f == family)
+            span_counts[family, 0] += covered * 2 >= end - start + 1
+            span_counts[family, 1] += 1
+        for family, start, end, _ in predicted:
+            inside = sum(span_overlap(start, end, s, e) for f, s, e in actual if f == family)
+            span_counts[family, 2] += inside * 2 >= end - start + 1
+            span_counts[family, 3] += 1
+
+    def prf(tp_recall, positives, tp_precision, predictions):
+        precision = tp_precision / predictions if predictions else None
+        recall = tp_recall / positives if positives else None
+        f1 = (2 * precision * recall / (precision + recall)
+              if precision is not None and recall is not None and precision + recall > 0 else 0.0)
+        return {"precision": None if precision is None else round(precision, 4),
+                "recall": None if recall is None else round(recall, 4), "f1": round(f1, 4)}
+
+    result = {"families": {}, "proteins": len(records),
+              "proteinsWithDomains": sum(1 for r in records if true_spans(r, families))}
+    for column, family in enumerate(families):
+        tp = int((truth[:, column] & predicted_residues[:, column]).sum())
+        result["families"][family] = {
+            "residue": prf(tp, int(truth[:, column].sum()), tp, int(predicted_residues[:, column].sum())),
+            "span": prf(*span_counts[column].tolist()),
+            "trueSpans": int(span_counts[column, 1]), "predictedSpans": int(span_counts[column, 3]),
+        }
+    tp = int((truth & predicted_residues).sum())
+    result["residue"] = prf(tp, int(truth.sum()), tp, int(predicted_residues.sum()))
+    totals = span_counts.sum(axis=0).tolist()
+    result["span"] = prf(*totals)
+    result["trueSpans"], result["predictedSpans"] = totals[1], totals[3]
     return result
 
 
@@ -187,6 +318,11 @@ def evaluate(meta: dict, validation, validation_predictions, test, test_predicti
                          "perLabelF1": per_label_f1(truth, scores >= np.array(thresholds[head]),
                                                     meta[f"{head}Labels"])}
 
+    if "domain" in test_predictions and meta.get("domainFamilies"):
+        families = meta["domainFamilies"]
+        thresholds["domain"] = tune_domain_thresholds(validation, validation_predictions["domain"], families)
+        metrics["domain"] = domain_metrics(test, test_predictions["domain"], families, thresholds["domain"])
+
     # GO: per-label thresholds on propagated validation scores, Fmax per aspect on test.
     go_rows = [i for i, r in enumerate(validation) if r["goAspects"]]
     validation_scores = propagate_scores(validation_predictions["go"], ancestors)
@@ -233,3 +369,70 @@ def per_label_f1(truth: np.ndarray, predicted: np.ndarray, labels: list[str]) ->
         result[label] = {"f1": round(2 * tp / denominator, 4) if denominator else None,
                          "positives": int(truth[:, column].sum())}
     return result
+
+
+CAFA_THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
+
+
+def information_content(train_records, meta: dict) -> np.ndarray:
+    """IC(t) = -log2 P(t | all parents of t), estimated on the training split's propagated labels.
+
+    Parents are the term's direct parents among the labels (the manifest's goParents); a term without
+    one is conditioned on its aspect, i.e. on the proteins annotated in that aspect.
+    """
+    labels = meta["goLabels"]
+    index = {term: i for i, term in enumerate(labels)}
+    aspects = meta["goAspects"]
+    rows = [r for r in train_records if r["goAspects"]]
+    truth = np.array([r["go"] for r in rows], dtype=bool)
+    known = np.array([[a in r["goAspects"] for a in aspects] for r in rows], dtype=bool)
+    ic = np.zeros(len(labels))
+    for column, term in enumerate(labels):
+        parents = [index[p] for p in meta["goParents"].get(term, []) if p in index]
+        condition = known[:, column].copy()
+        for parent in parents:
+            condition &= truth[:, parent]
+        with_term = (truth[:, column] & condition).sum()
+        ic[column] = -np.log2((with_term + 1) / (condition.sum() + 1))
+    return ic
+
+
+def smin(truth: np.ndarray, scores: np.ndarray, ic: np.ndarray) -> dict:
+    """CAFA Smin: the smallest sqrt(ru^2 + mi^2) over thresholds 0.01..0.99, averaged over proteins."""
+    best = {"smin": None, "threshold": None}
+    if not len(truth):
+        return best
+    for threshold in CAFA_THRESHOLDS:
+        predicted = scores >= threshold
+        remaining = ((truth & ~predicted) * ic).sum(axis=1).mean()
+        misinformation = ((predicted & ~truth) * ic).sum(axis=1).mean()
+        value = float(np.sqrt(remaining ** 2 + misinformation ** 2))
+        if best["smin"] is None or value < best["smin"]:
+            best = {"smin": value, "threshold": float(threshold)}
+    return best
+
+
+def aupr(truth: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the precision-recall curve over all (protein, term) pairs (average precision)."""
+    flat_truth = truth.ravel().astype(bool)
+    positives = int(flat_truth.sum())
+    if positives == 0:
+        return None
+    order = np.argsort(-scores.ravel(), kind="stable")
+    hits = flat_truth[order]
+    true_positives = np.cumsum(hits)
+    precision = true_positives / np.arange(1, len(hits) + 1)
+    return float((precision * hits).sum() / positives)
+
+
+def matthews(truth: np.ndarray, predicted: np.ndarray) -> float | None:
+    tp = float((truth & predicted).sum())
+    tn = float((~truth & ~predicted).sum())
+    fp = float((~truth & predicted).sum())
+    fn = float((truth & ~predicted).sum())
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return float((tp * tn - fp * fn) / denominator) if denominator else None
+
+
+def exact_set_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float | None:
+    return float((truth == predicted).all(axis=1).mean()) if len(truth) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from .model import PAD_ID, encode
+from .model import encode
 
 log = logging.getLogger("training.export")
 
@@ -19,44 +20,79 @@ OPSET = 17
 
 
 class OnnxOutputs(nn.Module):
-    """Return the model's outputs as a tuple in a fixed order, as torch.onnx.export needs."""
+    """Flatten the model's inputs and outputs into the fixed order torch.onnx.export needs.
+
+    Inputs: input_ids, attention_mask, then past_key_<i> and past_value_<i> per layer
+    ([batch, heads, past, head_dim]) and past_state_sum ([batch, d_model]). Outputs: the heads, then
+    present_key_<i>, present_value_<i> (past and current positions) and state_sum.
+    """
 
     def __init__(self, model, output_names):
         super().__init__()
         self.model = model
         self.output_names = output_names
 
-    def forward(self, input_ids, attention_mask):
-        outputs = self.model(input_ids, attention_mask)
-        return tuple(outputs[name] for name in self.output_names)
+    def forward(self, input_ids, attention_mask, *past_and_sum):
+        layers = len(self.model.blocks)
+        past = [(past_and_sum[2 * i], past_and_sum[2 * i + 1]) for i in range(layers)]
+        outputs = self.model(input_ids, attention_mask, past, past_and_sum[2 * layers])
+        flat = [outputs[name] for name in self.output_names]
+        for key, value in outputs["present"]:
+            flat.extend([key, value])
+        flat.append(outputs["state_sum"])
+        return tuple(flat)
 
 
 def output_names(model) -> list[str]:
+    """Names of the head outputs in graph order."""
     names = ["localization_logits", "go_logits"]
     if model.function_head is not None:
         names.append("function_logits")
+    if model.domain_head is not None:
+        names.append("domain_logits")
     names.append("lm_logits")
     return names
+
+
+def cache_names(model) -> tuple[list[str], list[str]]:
+    """Names of the prefix-cache inputs and outputs."""
+    inputs, outputs = [], []
+    for index in range(len(model.blocks)):
+        inputs += [f"past_key_{index}", f"past_value_{index}"]
+        outputs += [f"present_key_{index}", f"present_value_{index}"]
+    return inputs + ["past_state_sum"], outputs + ["state_sum"]
 
 
 def export_onnx(model, path: Path) -> dict:
     """Export a frozen model (see ProteinBitNet.freeze) and check that its weights stayed int8.
 
     Constant folding is off: it would multiply the int8 codes by their scales at export time and
-    store float32 weights instead.
+    store float32 weights instead. The trace uses a non-empty past so that the graph keeps the past
+    length symbolic; a zero-length past is valid input.
     """
     model.eval()
     names = output_names(model)
+    past_inputs, present_outputs = cache_names(model)
     wrapper = OnnxOutputs(model, names)
-    input_ids = torch.tensor([encode("MKTAYIAKQRQISFVKSHFSRQ"), encode("MSTNPKPQRKTKRNTNRRPQDVKFPGG")[:23]])
+    input_ids = torch.tensor([encode("MKTAYIAKQRQISFVKSHFSRQ")[1:], encode("MSTNPKPQRKTKRNTNRRPQDVKFPGG")[1:23]])
     attention_mask = torch.ones_like(input_ids)
+    with torch.no_grad():
+        prefix = torch.tensor([encode("MSEQ"), encode("MKVL")])
+        prefix_outputs = model(prefix, torch.ones_like(prefix))
+    past = [tensor for pair in prefix_outputs["present"] for tensor in pair] + [prefix_outputs["state_sum"]]
     dynamic_axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
     for name in names:
-        dynamic_axes[name] = {0: "batch", 1: "seq"} if name == "lm_logits" else {0: "batch"}
+        dynamic_axes[name] = {0: "batch", 1: "seq"} if name in ("lm_logits", "domain_logits") else {0: "batch"}
+    for name in past_inputs[:-1]:
+        dynamic_axes[name] = {0: "batch", 2: "past"}
+    for name in present_outputs[:-1]:
+        dynamic_axes[name] = {0: "batch", 2: "total"}
+    dynamic_axes["past_state_sum"] = {0: "batch"}
+    dynamic_axes["state_sum"] = {0: "batch"}
     tmp = path.with_suffix(".tmp.onnx")
     torch.onnx.export(
-        wrapper, (input_ids, attention_mask), str(tmp),
-        input_names=["input_ids", "attention_mask"], output_names=names,
+        wrapper, (input_ids, attention_mask, *past), str(tmp),
+        input_names=["input_ids", "attention_mask"] + past_inputs, output_names=names + present_outputs,
         dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=False,
     )
     graph = onnx.load(str(tmp))
@@ -71,42 +107,36 @@ def export_onnx(model, path: Path) -> dict:
                            f"expected {expected} tensors of -1/0/+1")
     tmp.rename(path)
     log.info("exported %s (%d bytes, %d int8 ternary weight tensors)", path, path.stat().st_size, len(int8))
-    return {"outputs": names, "int8Initializers": len(int8)}
+    return {"outputs": names, "int8Initializers": len(int8), "pastInputs": past_inputs, "presentOutputs": present_outputs}
 
 
-def compare_with_onnxruntime(model, path: Path, records, max_tokens: int, batch_size: int = 8) -> dict | None:
-    """Run ONNX Runtime (CPU) and the frozen PyTorch model on the same padded batches.
+def reference_outputs(model, records, max_tokens: int, positions: int | None = None) -> dict:
+    """Run the frozen PyTorch model on each record alone and return its inputs and outputs.
 
-    Returns the largest absolute difference per output, or None when onnxruntime is not importable.
-    Differences are compared on real (non-pad) positions only for lm_logits.
+    `bitnet-edge model verify` runs the same tokens through onnxruntime-node and reports the
+    largest difference per output. Per-residue outputs keep their first `positions` positions (all
+    when None); values are rounded to 1e-5, well below the differences of interest.
     """
-    try:
-        import onnxruntime
-    except ImportError:
-        log.warning("onnxruntime is not importable, so the ONNX-vs-PyTorch check was skipped")
-        return None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    largest = {name: 0.0 for name in names}
     model.eval()
-    for begin in range(0, len(records), batch_size):
-        chunk = records[begin:begin + batch_size]
-        token_lists = [encode(r["sequence"])[:max_tokens] for r in chunk]
-        length = max(len(t) for t in token_lists)
-        input_ids = np.full((len(chunk), length), PAD_ID, dtype=np.int64)
-        attention_mask = np.zeros((len(chunk), length), dtype=np.int64)
-        for row, tokens in enumerate(token_lists):
-            input_ids[row, :len(tokens)] = tokens
-            attention_mask[row, :len(tokens)] = 1
-        onnx_outputs = dict(zip(names, session.run(names, {"input_ids": input_ids, "attention_mask": attention_mask})))
-        with torch.no_grad():
-            torch_outputs = model(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
-        for name in names:
-            difference = np.abs(onnx_outputs[name] - torch_outputs[name].numpy())
-            if name == "lm_logits":
-                difference = difference[attention_mask.astype(bool)]
-            largest[name] = max(largest[name], float(difference.max()))
-    result = {"sequences": len(records), "onnxruntimeVersion": onnxruntime.__version__,
-              "maxAbsLogitDifference": largest}
-    log.info("ONNX vs PyTorch: %s", result)
-    return result
+    names = output_names(model)
+    entries = []
+    with torch.no_grad():
+        for record in records:
+            tokens = encode(record["sequence"])[:max_tokens]
+            input_ids = torch.tensor([tokens])
+            outputs = model(input_ids, torch.ones_like(input_ids))
+            entry = {"accession": record.get("accession"), "inputIds": tokens, "outputs": {}}
+            for name in names:
+                values = outputs[name][0].numpy().astype(np.float64)
+                if values.ndim == 2 and positions is not None:
+                    values = values[:positions]
+                entry["outputs"][name] = np.round(values, 5).tolist()
+            entries.append(entry)
+    return {"formatVersion": 1, "torchVersion": torch.__version__, "positions": positions, "sequences": entries}
+
+
+def write_reference(model, path: Path, records, max_tokens: int, positions: int | None = None) -> None:
+    with open(path, "w") as handle:
+        json.dump(reference_outputs(model, records, max_tokens, positions), handle, separators=(",", ":"))
+        handle.write("\n")
+    log.info("wrote PyTorch reference outputs of %d sequences to %s", len(records), path)

@@ -12,22 +12,29 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .domains import residue_labels
 from .model import FLOAT, INT8, PAD_ID, TERNARY, ProteinBitNet, count_parameters, encode
 
 log = logging.getLogger("training.train")
 
 
-def crop_tokens(tokens: list[int], length: int, rng: random.Random) -> list[int]:
-    """Return at most `length` tokens: <bos> followed by a random window of the residues."""
+def crop_tokens(tokens: list[int], length: int, rng: random.Random) -> tuple[list[int], int]:
+    """Return at most `length` tokens, <bos> followed by a random window of the residues, and the
+    0-based index of the window's first residue."""
     if len(tokens) <= length:
-        return tokens
+        return tokens, 0
     residues = tokens[1:]
     start = rng.randrange(0, len(residues) - (length - 1) + 1)
-    return tokens[:1] + residues[start:start + length - 1]
+    return tokens[:1] + residues[start:start + length - 1], start
 
 
-def make_batch(records, token_lists, go_size: int, localization_size: int, function_size: int):
-    """Pad token lists on the right and stack the labels with per-row masks for the optional heads."""
+def make_batch(records, token_lists, go_size: int, localization_size: int, function_size: int,
+               offsets: list[int] | None = None, domain_families: list[str] | None = None):
+    """Pad token lists on the right and stack the labels with per-row masks for the optional heads.
+
+    Domain targets are per token: position 0 (<bos>) and padding are ignored (-100), a residue
+    outside every domain is 0 and a residue inside family i is 1 + i.
+    """
     length = max(len(t) for t in token_lists)
     batch = len(records)
     input_ids = torch.full((batch, length), PAD_ID, dtype=torch.long)
@@ -48,7 +55,16 @@ def make_batch(records, token_lists, go_size: int, localization_size: int, funct
             function[row] = torch.tensor(record["function"], dtype=torch.float32)
             function_mask[row] = 1
         go[row] = torch.tensor(record["go"], dtype=torch.float32)
+    domains = torch.full((batch, length), -100, dtype=torch.long)
+    if domain_families:
+        family_index = {family: i for i, family in enumerate(domain_families)}
+        for row, (record, tokens) in enumerate(zip(records, token_lists)):
+            offset = offsets[row] if offsets else 0
+            labels = residue_labels(len(record["sequence"]), record.get("domains") or [], family_index)
+            window = labels[offset:offset + len(tokens) - 1]
+            domains[row, 1:1 + len(window)] = torch.tensor(window, dtype=torch.long)
     return {
+        "domains": domains,
         "input_ids": input_ids, "attention_mask": attention_mask,
         "localization": localization, "localization_mask": localization_mask,
         "function": function, "function_mask": function_mask,
@@ -89,10 +105,17 @@ def compute_losses(model, batch, label_aspects):
         losses["function"] = masked_bce(
             outputs["function_logits"], batch["function"],
             batch["function_mask"][:, None].expand_as(batch["function"]))
+    if "domain_logits" in outputs:
+        domain_logits = outputs["domain_logits"]
+        losses["domain"] = F.cross_entropy(domain_logits.reshape(-1, domain_logits.shape[-1]),
+                                           batch["domains"].reshape(-1), ignore_index=-100)
     return losses
 
 
 def quantization_mode(progress: float, config: dict) -> str:
+    """Weight mode at this point of the run; a full-precision run stays in float32 throughout."""
+    if config.get("full_precision"):
+        return FLOAT
     if progress >= config["ternary_from"]:
         return TERNARY
     if progress >= config["int8_from"]:
@@ -112,6 +135,7 @@ def build_model(model_config: dict, meta: dict) -> ProteinBitNet:
         go_labels=len(meta["goLabels"]),
         localization_labels=len(meta["localizationLabels"]),
         function_labels=len(meta["functionLabels"]),
+        domain_labels=len(meta.get("domainFamilies", [])),
         **model_config,
     )
 
@@ -170,9 +194,10 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
         crop = train_config["crop_length"]
         if rng.random() < train_config["long_crop_fraction"]:
             crop = train_config["long_crop_length"]
-        token_lists = [crop_tokens(tokens[i], crop, rng) for i in indices]
-        batch = make_batch([records[i] for i in indices], token_lists,
-                           len(meta["goLabels"]), len(meta["localizationLabels"]), len(meta["functionLabels"]))
+        crops = [crop_tokens(tokens[i], crop, rng) for i in indices]
+        batch = make_batch([records[i] for i in indices], [c[0] for c in crops],
+                           len(meta["goLabels"]), len(meta["localizationLabels"]), len(meta["functionLabels"]),
+                           [c[1] for c in crops], meta.get("domainFamilies"))
         lr = learning_rate(step, progress, train_config)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -191,8 +216,9 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
         if step % train_config["checkpoint_every"] == 0:
             torch.save({"model": model.state_dict(), "step": step, "mode": mode}, out_dir / "checkpoint.pt")
     wall = time.monotonic() - start
-    model.set_quantization(TERNARY)
-    torch.save({"model": model.state_dict(), "step": step, "mode": TERNARY}, out_dir / "final.pt")
+    final_mode = FLOAT if train_config.get("full_precision") else TERNARY
+    model.set_quantization(final_mode)
+    torch.save({"model": model.state_dict(), "step": step, "mode": final_mode}, out_dir / "final.pt")
     summary = {"steps": step, "wallSeconds": round(wall), "sequencesSeen": sequences_seen,
                "parameters": parameters, "finalMode": mode}
     log.info("training finished: %s", summary)

@@ -1,4 +1,4 @@
-"""Unit tests of the tokenizer, quantizers, padding invariance and the int8 ONNX export."""
+"""Unit tests of the tokenizer, quantizers, padding invariance, prefix caching and the int8 ONNX export."""
 
 import tempfile
 import unittest
@@ -11,7 +11,8 @@ from training.model import BOS_ID, PAD_ID, VOCAB, X_ID, BitLinear, ProteinBitNet
 
 def small_model() -> ProteinBitNet:
     torch.manual_seed(0)
-    return ProteinBitNet(layers=2, d_model=32, heads=4, ffn=64, go_labels=5, localization_labels=10, function_labels=3)
+    return ProteinBitNet(layers=2, d_model=32, heads=4, ffn=64, go_labels=5, localization_labels=10, function_labels=3,
+                         domain_labels=2)
 
 
 class TokenizerTest(unittest.TestCase):
@@ -64,6 +65,7 @@ class PaddingTest(unittest.TestCase):
             b = model(padded, mask)
         for name in ("localization_logits", "go_logits", "function_logits"):
             torch.testing.assert_close(a[name], b[name], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(a["domain_logits"], b["domain_logits"][:, : len(tokens)], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(a["lm_logits"], b["lm_logits"][:, : len(tokens)], atol=1e-4, rtol=1e-4)
 
     def test_prefix_outputs_do_not_depend_on_suffix(self):
@@ -73,6 +75,41 @@ class PaddingTest(unittest.TestCase):
             full = model(torch.tensor([tokens]), torch.ones(1, len(tokens), dtype=torch.long))["lm_logits"]
             prefix = model(torch.tensor([tokens[:10]]), torch.ones(1, 10, dtype=torch.long))["lm_logits"]
         torch.testing.assert_close(full[:, :10], prefix, atol=1e-4, rtol=1e-4)
+
+
+class PrefixCacheTest(unittest.TestCase):
+    def check_split(self, model, cut: int):
+        tokens = encode("MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ")
+        ids = torch.tensor([tokens])
+        with torch.no_grad():
+            whole = model(ids, torch.ones_like(ids))
+            first = model(ids[:, :cut], torch.ones(1, cut, dtype=torch.long))
+            rest = model(ids[:, cut:], torch.ones(1, len(tokens) - cut, dtype=torch.long),
+                         first["present"], first["state_sum"])
+        for name in ("localization_logits", "go_logits", "function_logits"):
+            torch.testing.assert_close(rest[name], whole[name], atol=1e-5, rtol=1e-5)
+        for name in ("lm_logits", "domain_logits"):
+            torch.testing.assert_close(torch.cat([first[name], rest[name]], dim=1), whole[name], atol=1e-5, rtol=1e-5)
+        self.assertEqual(rest["present"][0][0].shape[2], len(tokens))
+
+    def test_cached_prefix_gives_the_one_pass_outputs_in_float(self):
+        self.check_split(small_model().eval(), 9)
+
+    def test_cached_prefix_gives_the_one_pass_outputs_when_frozen(self):
+        model = small_model().eval()
+        model.set_quantization("ternary")
+        model.freeze()
+        self.check_split(model, 1)
+        self.check_split(model, 20)
+
+    def test_empty_past_changes_nothing(self):
+        model = small_model().eval()
+        ids = torch.tensor([encode("MKTAYIAKQRQ")])
+        past, state_sum = model.empty_past(1)
+        with torch.no_grad():
+            plain = model(ids, torch.ones_like(ids))
+            with_empty = model(ids, torch.ones_like(ids), past, state_sum)
+        torch.testing.assert_close(plain["go_logits"], with_empty["go_logits"])
 
 
 class ExportTest(unittest.TestCase):
@@ -89,9 +126,14 @@ class ExportTest(unittest.TestCase):
             result = export_onnx(model, path)
             graph = onnx.load(str(path))
         self.assertEqual(result["int8Initializers"], 8)
-        self.assertEqual([i.name for i in graph.graph.input], ["input_ids", "attention_mask"])
+        self.assertEqual([i.name for i in graph.graph.input],
+                         ["input_ids", "attention_mask", "past_key_0", "past_value_0", "past_key_1", "past_value_1",
+                          "past_state_sum"])
         self.assertEqual([o.name for o in graph.graph.output],
-                         ["localization_logits", "go_logits", "function_logits", "lm_logits"])
+                         ["localization_logits", "go_logits", "function_logits", "domain_logits", "lm_logits",
+                          "present_key_0", "present_value_0", "present_key_1", "present_value_1", "state_sum"])
+        past = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.graph.input}
+        self.assertEqual(past["past_key_0"], ["batch", 4, "past", 8])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,322 @@
+"""Evaluate the built model against its full-precision twin and the baselines; write the report.
+
+Usage (from the repository root, after `python3 -m training.build` and `python3 -m training.build --twin`):
+    python3 -m training.report --config training/configs/tiny.json --out docs/model-evaluation.md
+    python3 -m training.report --smoke
+Every method is scored on the same test proteins, with thresholds tuned on the same validation proteins,
+and every table is also broken down by each test protein's best DIAMOND identity to the training split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import baselines
+from .build import TRAINING_DIR, machine_description
+from .evaluate import (
+    aupr, domain_metrics, evaluation_sets, exact_set_accuracy, f1_scores, fmax,
+    information_content, label_ancestor_matrix, matthews, predict, propagate_scores, smin, tune_domain_thresholds,
+    tune_thresholds, unigram_perplexity,
+)
+from .train import build_model
+
+log = logging.getLogger("training.report")
+
+ASPECTS = (("F", "Molecular function (MF)"), ("P", "Biological process (BP)"), ("C", "Cellular component (CC)"))
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m training.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="JSON configuration (default: training/configs/tiny.json)")
+    parser.add_argument("--smoke", action="store_true", help="evaluate the smoke build (configs/smoke.json)")
+    parser.add_argument("--work", type=Path, default=TRAINING_DIR / "work", help="cache folder (default: training/work)")
+    parser.add_argument("--out", type=Path, help="Markdown report to write (default: work/NAME/model-evaluation.md)")
+    parser.add_argument("--model", type=Path, help="built model folder (default: models/NAME, or the smoke build's)")
+    parser.add_argument("--threads", type=int, help="torch and DIAMOND threads (default: the config's)")
+    return parser.parse_args(argv)
+
+
+def load_model(config: dict, meta: dict, checkpoint: Path, ternary: bool):
+    model = build_model(config["model"], meta)
+    model.load_state_dict(torch.load(checkpoint)["model"])
+    if ternary:
+        model.set_quantization("ternary")
+        model.freeze()
+    model.eval()
+    return model
+
+
+def split_rows(bins: list[str]) -> dict[str, list[int]]:
+    rows = {"all": list(range(len(bins)))}
+    for name, _, _ in baselines.IDENTITY_BINS:
+        rows[name] = [i for i, b in enumerate(bins) if b == name]
+    return rows
+
+
+def go_table(test, predictions, meta, ancestors, ic, rows) -> dict:
+    """Fmax, Smin and AUPR per aspect over the test proteins annotated in that aspect."""
+    result = {}
+    scores_all = propagate_scores(predictions["go"], ancestors)
+    for aspect, _ in ASPECTS:
+        columns = [i for i, a in enumerate(meta["goAspects"]) if a == aspect]
+        per_bin = {}
+        for name, indices in rows.items():
+            keep = [i for i in indices if aspect in test[i]["goAspects"]]
+            truth = np.array([[test[i]["go"][c] for c in columns] for i in keep], dtype=bool).reshape(len(keep), len(columns))
+            scores = scores_all[keep][:, columns] if keep else np.zeros((0, len(columns)))
+            per_bin[name] = {
+                "proteins": len(keep),
+                "fmax": fmax(truth, scores)["fmax"] if len(keep) else None,
+                "smin": smin(truth, scores, ic[columns])["smin"] if len(keep) else None,
+                "aupr": aupr(truth, scores) if len(keep) else None,
+            }
+        result[aspect] = per_bin
+    return result
+
+
+def class_table(test, predictions, head: str, thresholds, rows, labels) -> dict:
+    """Exact-set accuracy, micro and macro F1 (and per-class MCC over all) of a multi-label head."""
+    result = {}
+    for name, indices in rows.items():
+        keep = [i for i in indices if test[i][head]]
+        if not keep:
+            result[name] = {"proteins": 0}
+            continue
+        truth = np.array([test[i][head] for i in keep], dtype=bool)
+        predicted = predictions[head][keep] >= np.array(thresholds)
+        micro, macro = f1_scores(truth, predicted)
+        result[name] = {"proteins": len(keep), "exact": exact_set_accuracy(truth, predicted), "microF1": micro,
+                        "macroF1": macro}
+        if name == "all":
+            result[name]["mcc"] = {label: matthews(truth[:, c], predicted[:, c]) for c, label in enumerate(labels)}
+    return result
+
+
+def perplexity_table(test, predictions, rows) -> dict:
+    result = {}
+    for name, indices in rows.items():
+        tokens = sum(predictions["residues"][i] for i in indices)
+        nll = sum(predictions["residueNll"][i] for i in indices)
+        result[name] = {"proteins": len(indices), "perplexity": math.exp(nll / tokens) if tokens else None}
+    return result
+
+
+def unigram_table(train, test, rows, max_tokens: int) -> dict:
+    return {name: {"proteins": len(indices),
+                   "perplexity": unigram_perplexity(train, [test[i] for i in indices], max_tokens) if indices else None}
+            for name, indices in rows.items()}
+
+
+def evaluate_method(name, validation, validation_predictions, test, test_predictions, meta, ancestors, ic, rows):
+    """All metrics of one method on the test proteins; thresholds tuned on the validation proteins."""
+    started = time.monotonic()
+    result = {"go": go_table(test, test_predictions, meta, ancestors, ic, rows)}
+    for head in ("localization", "function"):
+        truth_rows = [i for i, r in enumerate(validation) if r[head]]
+        truth = np.array([validation[i][head] for i in truth_rows], dtype=bool)
+        thresholds = tune_thresholds(truth, validation_predictions[head][truth_rows])
+        result[head] = class_table(test, test_predictions, head, thresholds, rows, meta[f"{head}Labels"])
+    if "domain" in test_predictions and meta.get("domainFamilies"):
+        families = meta["domainFamilies"]
+        thresholds = tune_domain_thresholds(validation, validation_predictions["domain"], families)
+        result["domain"] = {bin_name: domain_metrics([test[i] for i in indices],
+                                                     [test_predictions["domain"][i] for i in indices],
+                                                     families, thresholds)
+                            for bin_name, indices in rows.items()}
+    if "residueNll" in test_predictions:
+        result["lm"] = perplexity_table(test, test_predictions, rows)
+    log.info("evaluated %s in %.0f s", name, time.monotonic() - started)
+    return result
+
+
+def cell(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def bin_header(rows) -> tuple[list[str], str]:
+    names = list(rows)
+    return names, "| method | " + " | ".join(f"{n} ({len(rows[n])})" for n in names) + " |\n|---|" + "---|" * len(names)
+
+
+def render(report: dict) -> str:
+    rows = report["bins"]
+    names, header = bin_header(rows)
+    methods = report["methods"]
+    out = [f"""# Model evaluation: {report['model']}
+
+Written by `{report['command']}` on {report['machine']} in {report['wallSeconds']} s. Model id
+`{report['modelId']}`, {report['modelBytes']:,} bytes on disk.
+
+## Protocol
+
+- Data: {report['data']}
+- Split: {report['split']}
+- Test proteins: {report['testProteins']}, a seeded random sample of the test clusters; thresholds of every
+  method are tuned on {report['validationProteins']} validation proteins (never on test). Sequences are
+  read up to {report['evalLength']} tokens.
+- Identity bins: each test protein's best identity to any training protein, from `diamond blastp
+  --more-sensitive --evalue 1e-3` against the training split; a protein without a hit is in the < 30 % bin.
+  Column headers give the number of test proteins in each bin.
+- GO: CAFA-style, on the {report['goLabels']} GO terms of the model's head, with true-path-propagated truth and
+  scores, protein-centric Fmax over thresholds 0.01 to 0.99 in steps of 0.01 (precision over proteins
+  with a prediction, recall over all proteins annotated in the aspect), Smin with information content
+  -log2 P(term | parents) estimated on the training split, and AUPR over all (protein, term) pairs.
+- Methods: **ternary** is the shipped model (ternary BitLinear weights, int8 activations, evaluated in
+  PyTorch with the frozen weights that the ONNX file stores); **full precision** is the twin, the same
+  network, data and schedule with float32 weights and activations; **naive** gives every protein each
+  term's training frequency; **DIAMOND best hit** transfers the labels of the best-scoring training hit
+  annotated in the aspect, scored by its identity; **DIAMOND weighted** scores each label by the bitscore-
+  weighted share of the hits (up to 25) that carry it.
+"""]
+    for aspect, title in ASPECTS:
+        out.append(f"## GO {title}: Fmax / Smin / AUPR\n\n{header}")
+        for method, values in methods.items():
+            cells = []
+            for n in names:
+                entry = values["go"][aspect][n]
+                cells.append(f"{cell(entry['fmax'])} / {cell(entry['smin'], 2)} / {cell(entry['aupr'])}")
+            out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out.append("")
+    for head, title in (("localization", "Localization: exact-set accuracy / micro F1 / macro F1"),
+                        ("function", "Function: micro F1 / macro F1")):
+        out.append(f"## {title}\n\n{header}")
+        for method, values in methods.items():
+            cells = []
+            for n in names:
+                entry = values[head][n]
+                if not entry.get("proteins"):
+                    cells.append("n/a")
+                elif head == "localization":
+                    cells.append(f"{cell(entry['exact'])} / {cell(entry['microF1'])} / {cell(entry['macroF1'])}")
+                else:
+                    cells.append(f"{cell(entry['microF1'])} / {cell(entry['macroF1'])}")
+            out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out.append("")
+    labels = list(next(iter(methods.values()))["localization"]["all"]["mcc"])
+    out.append("## Localization: Matthews correlation per class (all test proteins)\n")
+    out.append("| class | " + " | ".join(methods) + " |\n|---|" + "---|" * len(methods))
+    for label in labels:
+        out.append(f"| {label} | " + " | ".join(cell(m["localization"]["all"]["mcc"][label]) for m in methods.values()) + " |")
+    out.append("")
+    domain_methods = {m: v for m, v in methods.items() if "domain" in v}
+    if domain_methods:
+        out.append("## Domains: residue F1 / span F1\n\nA true span is found when predicted spans of its family "
+                   "cover at least half of it; a predicted span is correct when at least half of it lies in true "
+                   f"spans of its family. Families: {', '.join(report['domainFamilies'])} (Pfam profiles of "
+                   "hmmer-examples, hmmsearch --cut_ga).\n\n" + header)
+        for method, values in domain_methods.items():
+            cells = [f"{cell(values['domain'][n]['residue']['f1'])} / {cell(values['domain'][n]['span']['f1'])}"
+                     for n in names]
+            out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out.append("\nPer family, all test proteins (residue precision / recall / F1; span F1; true spans):\n")
+        out.append("| family | " + " | ".join(domain_methods) + " |\n|---|" + "---|" * len(domain_methods))
+        for family in report["domainFamilies"]:
+            parts = []
+            for values in domain_methods.values():
+                entry = values["domain"]["all"]["families"][family]
+                residue = entry["residue"]
+                parts.append(f"{cell(residue['precision'])} / {cell(residue['recall'])} / {cell(residue['f1'])}; "
+                             f"{cell(entry['span']['f1'])}; {entry['trueSpans']}")
+            out.append(f"| {family} | " + " | ".join(parts) + " |")
+        out.append("")
+    out.append(f"## Next-residue perplexity\n\n{header}")
+    for method, values in list(methods.items()) + [("residue frequency", {"lm": report["unigram"]})]:
+        if "lm" in values:
+            out.append(f"| {method} | " + " | ".join(cell(values["lm"][n]["perplexity"], 2) for n in names) + " |")
+    out.append("")
+    out.append("## Quantization gap\n\n" + report["gapText"] + "\n")
+    return "\n".join(out)
+
+
+def gap_text(methods: dict) -> str:
+    if "full precision" not in methods:
+        return "The full-precision twin was not trained (`python3 -m training.build --twin`), so no gap is reported."
+    ternary, twin = methods["ternary"], methods["full precision"]
+    parts = []
+    for aspect, title in ASPECTS:
+        parts.append(f"GO {aspect} Fmax {cell(ternary['go'][aspect]['all']['fmax'])} vs "
+                     f"{cell(twin['go'][aspect]['all']['fmax'])}")
+    parts.append(f"localization micro F1 {cell(ternary['localization']['all']['microF1'])} vs "
+                 f"{cell(twin['localization']['all']['microF1'])}")
+    parts.append(f"function micro F1 {cell(ternary['function']['all']['microF1'])} vs "
+                 f"{cell(twin['function']['all']['microF1'])}")
+    if "domain" in ternary and "domain" in twin:
+        parts.append(f"domain residue F1 {cell(ternary['domain']['all']['residue']['f1'])} vs "
+                     f"{cell(twin['domain']['all']['residue']['f1'])}")
+    parts.append(f"perplexity {cell(ternary['lm']['all']['perplexity'], 2)} vs {cell(twin['lm']['all']['perplexity'], 2)}")
+    return "Ternary against full precision on all test proteins: " + "; ".join(parts) + "."
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
+    config_path = arguments.config or TRAINING_DIR / "configs" / ("smoke.json" if arguments.smoke else "tiny.json")
+    config = json.loads(config_path.read_text())
+    threads = arguments.threads or config["train"]["threads"]
+    torch.set_num_threads(threads)
+    started = time.monotonic()
+    run_dir = arguments.work / config["name"]
+    dataset = json.loads((run_dir / "labels.json").read_text())
+    meta, records = dataset["meta"], dataset["records"]
+    train_records = [r for r in records if r["split"] == "train"]
+    validation, test = evaluation_sets(records, config)
+    max_tokens = config["eval"]["eval_length"]
+
+    hits = baselines.run_diamond(train_records, validation + test, run_dir / "diamond", threads)
+    bins = [baselines.identity_bin(hits.get(r["accession"], [])) for r in test]
+    rows = split_rows(bins)
+    ancestors = label_ancestor_matrix(meta["goLabels"], meta["goParents"])
+    ic = information_content(train_records, meta)
+
+    predictions = {}
+    model = load_model(config, meta, run_dir / "checkpoints" / "final.pt", ternary=True)
+    predictions["ternary"] = (predict(model, validation, max_tokens), predict(model, test, max_tokens))
+    twin_checkpoint = run_dir / "twin" / "final.pt"
+    if twin_checkpoint.exists():
+        twin = load_model(config, meta, twin_checkpoint, ternary=False)
+        predictions["full precision"] = (predict(twin, validation, max_tokens), predict(twin, test, max_tokens))
+    predictions["naive"] = (baselines.frequency_predictions(validation, train_records, meta),
+                            baselines.frequency_predictions(test, train_records, meta))
+    for label, weighted in (("DIAMOND best hit", False), ("DIAMOND weighted", True)):
+        predictions[label] = (baselines.diamond_predictions(validation, hits, train_records, meta, weighted),
+                              baselines.diamond_predictions(test, hits, train_records, meta, weighted))
+
+    methods = {name: evaluate_method(name, validation, pair[0], test, pair[1], meta, ancestors, ic, rows)
+               for name, pair in predictions.items()}
+    model_dir = arguments.model or (arguments.work / "smoke" / "model" if arguments.smoke else Path("models") / config["name"])
+    manifest_path = model_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    build_training = manifest.get("training", {})
+    command = "python3 -m training.report " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    report = {
+        "model": config["name"], "command": command, "machine": machine_description(),
+        "modelId": manifest.get("modelId", "n/a"),
+        "modelBytes": (model_dir / "model.onnx").stat().st_size if (model_dir / "model.onnx").exists() else 0,
+        "data": build_training.get("data", "metastudent-data"), "split": build_training.get("split", "n/a"),
+        "testProteins": len(test), "validationProteins": len(validation), "evalLength": max_tokens,
+        "goLabels": len(meta["goLabels"]), "domainFamilies": meta.get("domainFamilies", []),
+        "bins": rows, "methods": methods,
+        "unigram": unigram_table(train_records, test, rows, max_tokens),
+    }
+    report["gapText"] = gap_text(methods)
+    report["wallSeconds"] = round(time.monotonic() - started)
+    out = arguments.out or run_dir / "model-evaluation.md"
+    out.write_text(render(report))
+    serializable = dict(report, bins={k: len(v) for k, v in rows.items()})
+    (run_dir / "evaluation.json").write_text(json.dumps(serializable, indent=1))
+    log.info("wrote %s and %s in %d s", out, run_dir / "evaluation.json", report["wallSeconds"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
