@@ -43,19 +43,29 @@ def write_model_card(out: Path, manifest: dict, meta: dict) -> None:
         [name, values["labels"], values["proteins"], values["fmax"], values["threshold"], values["frequencyBaselineFmax"]]
         for name, values in metrics["go"].items()
     ]
-    onnx_check = metrics.get("onnxCheck")
-    if onnx_check:
-        differences = ", ".join(f"{k} {v:.2e}" for k, v in onnx_check["maxAbsLogitDifference"].items())
-        onnx_line = (f"ONNX Runtime {onnx_check['onnxruntimeVersion']} (CPU) against the PyTorch model on "
-                     f"{onnx_check['sequences']} test sequences, largest absolute difference per output: {differences}.")
-    else:
-        onnx_line = "The ONNX-vs-PyTorch comparison did not run because onnxruntime was not importable."
+    domain_section = ""
+    if "domain" in heads and "domain" in metrics:
+        domain = metrics["domain"]
+        domain_rows = [
+            [family, heads["domain"]["accessions"][i], heads["domain"]["thresholds"][i],
+             domain["families"][family]["residue"]["f1"], domain["families"][family]["span"]["f1"],
+             domain["families"][family]["trueSpans"]]
+            for i, family in enumerate(heads["domain"]["labels"])
+        ]
+        domain_section = (
+            f"### domain (Pfam families per residue)\n\n"
+            f"Residue F1 {domain['residue']['f1']}, span F1 {domain['span']['f1']} on {domain['proteins']} test proteins "
+            f"({domain['proteinsWithDomains']} with a domain of these families). Spans are decoded with minimum "
+            f"length {heads['domain']['minLength']} and maximum gap {heads['domain']['maxGap']}; a true span counts as "
+            f"found when predicted spans cover half of it.\n\n"
+            + _table(["family", "accession", "threshold", "residue F1", "span F1", "test spans"], domain_rows) + "\n\n"
+        )
 
     text = f"""# {manifest['name']}
 
 A small causal protein language model with BitNet-style ternary weights and three classification
-heads (subcellular localization, GO terms, molecular-function category) plus next-residue
-prediction, small enough for a Raspberry Pi, where bitnet-edge runs it with onnxruntime-node.
+heads (subcellular localization, GO terms, molecular-function category), per-residue Pfam domain
+classes and next-residue prediction, small enough for a Raspberry Pi, where bitnet-edge runs it with onnxruntime-node.
 It was built by `{training['command']}` from the repository root (see `training/README.md`).
 
 Model id: `{manifest['modelId']}`. Created {manifest['createdAt']}.
@@ -77,6 +87,9 @@ Model id: `{manifest['modelId']}`. Created {manifest['createdAt']}.
     A protein without annotations in an aspect contributes no loss for that aspect's terms.
   - function: {len(meta['functionLabels'])} molecular-function categories through GO ancestors, for proteins with
     molecular-function annotations.
+  - domain: {len(heads['domain']['labels']) if 'domain' in heads else 0} Pfam families per residue
+    ({', '.join(heads['domain']['labels']) if 'domain' in heads else 'none'}), from `hmmsearch --cut_ga` with the
+    Pfam profiles of Debian's hmmer-examples; every protein was searched, so no hit means no domain.
   - lm: the next residue.
 
 ## Architecture
@@ -101,7 +114,8 @@ to 2 bits), and the float32 embedding, heads, LayerNorms and per-row scales make
 
 - Quantization-aware schedule: {training['schedule']}. Gradients pass the quantizers with the
   straight-through estimator.
-- Loss: cross-entropy for the next residue plus binary cross-entropy for each classification head,
+- Loss: cross-entropy for the next residue and for the per-residue domain class, plus binary
+  cross-entropy for each classification head,
   weights {', '.join(f'{k} {v}' for k, v in config['train']['loss_weights'].items())}.
 - AdamW, peak learning rate {config['train']['lr']}, {config['train']['warmup_steps']} warm-up steps then cosine decay,
   weight decay {config['train']['weight_decay']}, gradient clipping at {config['train']['clip_norm']},
@@ -129,7 +143,7 @@ its frequency in the training split.
 
 {_table(['aspect', 'labels', 'test proteins', 'Fmax', 'at threshold', 'frequency baseline Fmax'], go_rows)}
 
-{function_section}### lm
+{function_section}{domain_section}### lm
 
 Perplexity {metrics['lm']['perplexity']} over {metrics['lm']['tokens']} predicted residues. Predicting each residue
 with its training-split frequency gives {metrics['lm'].get('unigramBaselinePerplexity', 'n/a')}, and a uniform guess over
@@ -137,9 +151,14 @@ the 20 amino acids gives 20.
 
 ### ONNX export
 
-{onnx_line} The int8 activation rounding explains the larger LM difference: where the two
-runtimes accumulate float32 sums in a different order, a value at a rounding boundary can land on
-the neighbouring int8 step, and the change carries through the later layers.
+The build writes `reference.json`, PyTorch outputs for 8 short test proteins. `bitnet-edge model verify`
+runs them through onnxruntime-node, in one pass and through the prefix-cache inputs, and prints the
+largest difference per output. The int8 activation rounding makes per-residue logits differ more
+than pooled ones: where two runtimes sum in a different order, a value at a rounding boundary can
+land on the neighbouring int8 step, and the change carries through the later layers.
+
+The full evaluation against the float32 twin, term frequency and DIAMOND, per identity bin, is in
+`docs/model-evaluation.md` of the repository (`python3 -m training.report`).
 
 ## Known limits
 
@@ -149,6 +168,9 @@ the neighbouring int8 step, and the change carries through the later layers.
   quality on longer inputs, and at positions beyond the crop length, is less certain.
 - Training saw {training['sequencesSeen']} sequences, fewer than one pass over the
   {splits.get('train', 0)} training proteins.
+- Only the Pfam families listed above are predicted, since hmmer-examples ships no more profiles;
+  their spans come from a causal model, so a residue's domain class is predicted from the residues
+  before it, and domain starts are found late.
 - The model is small and trained for {training['wallSeconds']} s on a CPU: it is meant for the daemon's
   integration and edge-latency work, not as a substitute for alignment-based annotation.
 - Thresholds come from {metrics['validationProteins']} validation proteins, so classes with few positives
