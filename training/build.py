@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
 from . import data, domains
@@ -29,11 +30,29 @@ from .evaluate import DOMAIN_MAX_GAP, DOMAIN_MIN_LENGTH, evaluate, evaluation_se
 from .export import OPSET, export_onnx, write_reference
 from .model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, VOCAB, count_parameters
 from .model_card import write_model_card
+from .quantize import quantize_model
 from .train import build_model, train
 
 log = logging.getLogger("training.build")
 
 TRAINING_DIR = Path(__file__).resolve().parent
+# The exporter's graph (ternary int8 codes dequantized to float32 in the graph) is kept as the
+# source of every kernel format of training.quantize; the daemon loads the int8 integer-kernel
+# rewrite, the fastest format measured on x86_64 (docs/benchmarks.md, "BitLinear kernel formats").
+EXPORTED_ONNX = "model.onnx"
+RUNTIME_ONNX = "model.int8.onnx"
+RUNTIME_FORMAT_NOTE = ("int8: each BitLinear is a MatMulInteger of the per-token int8 activations and the ternary "
+                       "int8 codes, times the row scale over the token scale; model.onnx is the exporter's graph with "
+                       "the same codes dequantized to float32")
+
+
+def write_runtime_graph(exported: Path, out: Path) -> None:
+    graph = quantize_model(onnx.load(str(exported)), "int8")
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(out))
+    log.info("wrote %s (%d bytes)", out, out.stat().st_size)
+
+
 STEPS = ["extract", "subset", "cluster", "domains", "labels", "train", "export"]
 
 
@@ -98,7 +117,7 @@ def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metric
                    parameters: int, exported: dict) -> dict:
     names = exported["outputs"]
     past_inputs, present_outputs = exported["pastInputs"], exported["presentOutputs"]
-    onnx_path = out / "model.onnx"
+    onnx_path = out / RUNTIME_ONNX
     heads = {
         "localization": {
             "output": "localization_logits", "type": "multi_label",
@@ -137,7 +156,9 @@ def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metric
         "formatVersion": 1,
         "name": config["name"],
         "modelId": "sha256:" + sha256_of(onnx_path),
-        "onnxFile": "model.onnx",
+        "onnxFile": RUNTIME_ONNX,
+        "exportedOnnxFile": EXPORTED_ONNX,
+        "weightFormat": RUNTIME_FORMAT_NOTE,
         "createdAt": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "tokenizer": {
             "vocab": VOCAB, "padId": PAD_ID, "bosId": BOS_ID, "eosId": EOS_ID, "unkId": UNK_ID,
@@ -252,7 +273,8 @@ def main(argv=None) -> int:
     model.set_quantization("ternary")
     parameters = count_parameters(model)
     model.freeze()
-    exported = export_onnx(model, out / "model.onnx")
+    exported = export_onnx(model, out / EXPORTED_ONNX)
+    write_runtime_graph(out / EXPORTED_ONNX, out / RUNTIME_ONNX)
 
     eval_config = config["eval"]
     validation, test = evaluation_sets(records, config)

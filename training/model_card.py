@@ -16,7 +16,9 @@ def write_model_card(out: Path, manifest: dict, meta: dict) -> None:
     architecture = manifest["architecture"]
     metrics = manifest["metrics"]
     config = training["config"]
-    size = (out / "model.onnx").stat().st_size
+    size = (out / manifest["onnxFile"]).stat().st_size
+    exported_file = manifest.get("exportedOnnxFile")
+    exported_size = (out / exported_file).stat().st_size if exported_file else None
     splits = training["sequencesPerSplit"]
     clusters = training["clusters"]["clustersPerSplit"]
     heads = manifest["heads"]
@@ -107,8 +109,10 @@ Model id: `{manifest['modelId']}`. Created {manifest['createdAt']}.
 
 ## Size on disk
 
-model.onnx is {size} bytes. The ternary codes take one byte per weight (int8 initializers, not packed
-to 2 bits), and the float32 embedding, heads, LayerNorms and per-row scales make up the rest.
+{manifest['onnxFile']}, the graph the daemon loads, is {size} bytes; the exporter's graph
+{exported_file or 'n/a'} is {exported_size or 'n/a'} bytes. In both the ternary codes take one byte per weight
+(int8 initializers, not packed to 2 bits), and the float32 embedding, heads, LayerNorms and
+per-row scales make up the rest. Kernel format: {manifest.get('weightFormat', 'codes dequantized in the graph')}.
 
 ## Training
 

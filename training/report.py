@@ -301,7 +301,7 @@ def main(argv=None) -> int:
     report = {
         "model": config["name"], "command": command, "machine": machine_description(),
         "modelId": manifest.get("modelId", "n/a"),
-        "modelBytes": (model_dir / "model.onnx").stat().st_size if (model_dir / "model.onnx").exists() else 0,
+        "modelBytes": (model_dir / manifest["onnxFile"]).stat().st_size if manifest else 0,
         "data": build_training.get("data", "metastudent-data"), "split": build_training.get("split", "n/a"),
         "testProteins": len(test), "validationProteins": len(validation), "evalLength": max_tokens,
         "goLabels": len(meta["goLabels"]), "domainFamilies": meta.get("domainFamilies", []),

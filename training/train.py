@@ -72,9 +72,9 @@ def make_batch(records, token_lists, go_size: int, localization_size: int, funct
     }
 
 
-def go_label_mask(aspects_per_row: list[str], label_aspects: list[str]) -> torch.Tensor:
+def go_label_mask(aspects_per_row: list[str], label_aspects: list[str], device=None) -> torch.Tensor:
     """Return 1 where the protein has annotations in the label's aspect (else the label is unknown)."""
-    mask = torch.zeros((len(aspects_per_row), len(label_aspects)))
+    mask = torch.zeros((len(aspects_per_row), len(label_aspects)), device=device)
     for row, aspects in enumerate(aspects_per_row):
         for column, aspect in enumerate(label_aspects):
             if aspect in aspects:
@@ -99,7 +99,7 @@ def compute_losses(model, batch, label_aspects):
         "localization": masked_bce(
             outputs["localization_logits"], batch["localization"],
             batch["localization_mask"][:, None].expand_as(batch["localization"])),
-        "go": masked_bce(outputs["go_logits"], batch["go"], go_label_mask(batch["go_aspects"], label_aspects)),
+        "go": masked_bce(outputs["go_logits"], batch["go"], go_label_mask(batch["go_aspects"], label_aspects, batch["go"].device)),
     }
     if "function_logits" in outputs:
         losses["function"] = masked_bce(
@@ -156,7 +156,8 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
     meta = dataset["meta"]
     records = [r for r in dataset["records"] if r["split"] == "train"]
     tokens = [encode(r["sequence"]) for r in records]
-    model = build_model(config["model"], meta)
+    device = torch.device(train_config.get("device", "cpu"))
+    model = build_model(config["model"], meta).to(device)
     parameters = count_parameters(model)
     log.info("model has %d parameters; %d training sequences", parameters, len(records))
 
@@ -198,6 +199,7 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
         batch = make_batch([records[i] for i in indices], [c[0] for c in crops],
                            len(meta["goLabels"]), len(meta["localizationLabels"]), len(meta["functionLabels"]),
                            [c[1] for c in crops], meta.get("domainFamilies"))
+        batch = {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
         lr = learning_rate(step, progress, train_config)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -214,11 +216,13 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
             log.info("step %d progress %.3f mode %s lr %.2e loss %.4f %s grad_norm %.2f elapsed %.0fs",
                      step, progress, mode, lr, total.item(), parts, grad_norm.item(), time.monotonic() - start)
         if step % train_config["checkpoint_every"] == 0:
-            torch.save({"model": model.state_dict(), "step": step, "mode": mode}, out_dir / "checkpoint.pt")
+            torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step, "mode": mode},
+                       out_dir / "checkpoint.pt")
     wall = time.monotonic() - start
     final_mode = FLOAT if train_config.get("full_precision") else TERNARY
     model.set_quantization(final_mode)
-    torch.save({"model": model.state_dict(), "step": step, "mode": final_mode}, out_dir / "final.pt")
+    torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step, "mode": final_mode},
+               out_dir / "final.pt")
     summary = {"steps": step, "wallSeconds": round(wall), "sequencesSeen": sequences_seen,
                "parameters": parameters, "finalMode": mode}
     log.info("training finished: %s", summary)
