@@ -9,10 +9,13 @@ import { prepareRecords } from '../intake/records';
 import type { NucleotideOptions } from '../intake/orf-jobs';
 import { errorMessage, responseMessage } from '../queue/messages';
 import type { IncomingRequest } from '../mqtt/connection';
+import type { RequestDelivery } from '../store';
 
 /** The part of the store that request intake needs. */
 export interface RequestStore {
-  enqueueInput(input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]): EnqueueResult;
+  enqueueInput(input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[], delivery: RequestDelivery | null): EnqueueResult;
+  addPublications(publications: OutboxMessage[]): void;
+  clearMqttDeliveries(): number;
   getInput(inputId: number): InputRow | null;
   inputOutcomes(inputId: number): JobOutcome[];
   inputRejections(inputId: number): RejectedRecord[];
@@ -24,6 +27,11 @@ export interface RequestIntakeOptions {
   topics: Topics;
   maxPayloadBytes: number;
   minLength: number;
+  /**
+   * Age up to which a request without an id whose packet id and payload match a stored request
+   * is taken for the broker's redelivery of it, in ms (mqtt.redeliveryWindowMs).
+   */
+  redeliveryWindowMs: number;
   /** Genetic code and ORF settings for DNA and RNA records. The configuration defaults apply when absent. */
   nucleotide?: NucleotideOptions;
   logger: Logger;
@@ -37,6 +45,15 @@ export interface RequestIntakeOptions {
  * Turns one MQTT request into stored jobs, or into a stored rejection with an error
  * message and a reply. It returns only after the commit, so the caller can acknowledge the
  * message then. A thrown error means nothing was stored, and the message must not be acked.
+ *
+ * A request that repeats a stored one is not stored or run again, and when the stored one is
+ * finished its reply is sent again. A request with an id repeats a stored one when both its id
+ * and its payload are equal. A QoS 1 request without an id repeats a stored one when the
+ * broker delivered it under the same packet id with the same payload within
+ * `redeliveryWindowMs`. A broker reuses a packet id only after the earlier message was
+ * acknowledged. Mosquitto 2.0.11 and aedes 0.51 hand out each client's packet ids in turn up to
+ * 65535, so a separate identical request gets another packet id unless 65,535 messages came in
+ * between. The DUP flag is not used, because aedes redelivers with DUP 0.
  */
 export class RequestIntake {
   private readonly logger: Logger;
@@ -47,14 +64,25 @@ export class RequestIntake {
     this.clock = options.clock ?? (() => new Date());
   }
 
+  /**
+   * Forgets the recorded packet ids when the broker starts a new session, because a new
+   * session's packet ids are unrelated to those of the old one and nothing is redelivered.
+   */
+  sessionStarted(sessionPresent: boolean): void {
+    if (sessionPresent) return;
+    const forgotten = this.options.store.clearMqttDeliveries();
+    if (forgotten > 0) this.logger.info({ forgotten }, 'new MQTT session, so the packet ids of stored requests were forgotten');
+  }
+
   handle(request: IncomingRequest): Promise<void> {
     const { store, topics } = this.options;
     const now = this.clock();
     const parsed = parseRequest(request.payload, { maxPayloadBytes: this.options.maxPayloadBytes });
     const requestId = parsed.requestId;
+    const payloadHash = hashPayload(request.payload);
     const input: NewInput = {
       source: 'mqtt',
-      inputKey: inputKeyFor(requestId, request.payload),
+      inputKey: inputKeyFor(requestId, payloadHash),
       requestId,
       origin: request.topic,
       reply: {
@@ -73,9 +101,9 @@ export class RequestIntake {
     }
 
     const publications = rejected.length > 0 ? [errorMessage(topics, { source: 'mqtt', requestId, origin: request.topic }, rejected, now)] : [];
-    const result = store.enqueueInput(input, jobs, rejected, publications);
+    const result = store.enqueueInput(input, jobs, rejected, publications, this.deliveryOf(request, requestId, payloadHash, now));
     if (!result.inserted) {
-      this.logger.info({ requestId, inputId: result.inputId }, 'duplicate request ignored');
+      this.answerRepeat(result.inputId, requestId, request.messageId);
       return Promise.resolve();
     }
 
@@ -86,6 +114,30 @@ export class RequestIntake {
     if (jobs.length === 0) this.replyNow(result.inputId);
     this.options.onCommitted();
     return Promise.resolve();
+  }
+
+  /** Returns the packet id record of a QoS 1 request. Only a request without an id is matched by it. */
+  private deliveryOf(request: IncomingRequest, requestId: string | null, payloadHash: string, now: Date): RequestDelivery | null {
+    if (request.messageId === undefined) return null;
+    const redeliverySince = requestId === null ? new Date(now.getTime() - this.options.redeliveryWindowMs) : null;
+    return { packetId: request.messageId, payloadHash, redeliverySince };
+  }
+
+  /**
+   * Sends the reply of a repeated request again when its input is finished, so a requester
+   * that repeats a request after a lost reply gets one. An open input replies when it finishes.
+   */
+  private answerRepeat(inputId: number, requestId: string | null, messageId: number | undefined): void {
+    const { store, topics } = this.options;
+    const input = store.getInput(inputId);
+    if (input === null || input.status !== 'finished') {
+      this.logger.info({ requestId, inputId, messageId }, 'repeated request ignored, its input is still open');
+      return;
+    }
+    const reply = responseMessage(input, store.inputOutcomes(inputId), store.inputRejections(inputId), topics.response);
+    store.addPublications([reply]);
+    this.logger.info({ requestId, inputId, messageId }, 'repeated request answered again from the stored results');
+    this.options.onCommitted();
   }
 
   /** Replies at once, with its errors, to an input without valid records. */
@@ -99,12 +151,16 @@ export class RequestIntake {
 }
 
 /**
- * Builds the input key. A request with an id is keyed by the id and the payload, so a
- * redelivered message stores nothing twice. NOTE: a request without an id gets a fresh key, so
- * a redelivery of it after a crash between commit and PUBACK runs again.
+ * Builds the input key. A request with an id is keyed by the id and the hash, so a repeated
+ * request stores nothing twice. A request without an id gets a fresh key, and its redelivery is
+ * recognized by its packet id instead (see `RequestIntake`).
  */
-function inputKeyFor(requestId: string | null, payload: Buffer): string {
+function inputKeyFor(requestId: string | null, payloadHash: string): string {
   if (requestId === null) return `mqtt:anon:${randomUUID()}`;
-  const digest = createHash('sha256').update(payload).digest('hex');
-  return `mqtt:id:${requestId}:${digest}`;
+  return `mqtt:id:${requestId}:${payloadHash}`;
+}
+
+/** Returns the SHA-256 of the payload, hex. Requests arrive on one topic only, so the topic is left out. */
+function hashPayload(payload: Buffer): string {
+  return createHash('sha256').update(payload).digest('hex');
 }

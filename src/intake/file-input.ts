@@ -7,8 +7,9 @@ import type { RejectedRecord } from '../contracts/jobs';
 import { detectTextFormat, detectUnsupportedFormat, FastaLineParser, rejectInput, type ParsedRecords, type TextFormat } from './fasta';
 import { FastqLineParser } from './fastq';
 import { isGzip } from './gzip';
+import { JsonArraySplitter } from './json-array';
 import { LineSplitter } from './lines';
-import { parseSequenceText } from './text';
+import { addJsonItem, parseSequenceText } from './text';
 
 /** Characters of decoded text that format detection looks at. */
 const HEAD_CHARACTERS = 64 * 1024;
@@ -23,6 +24,11 @@ export interface InspectedFile {
   format: TextFormat;
   /** Rejection of the whole file, or null when its records can be read. */
   rejection: RejectedRecord | null;
+  /**
+   * True when the file is a valid JSON array with at least one item, which is then read one
+   * item at a time. Any other JSON input is parsed whole.
+   */
+  jsonArray?: boolean;
 }
 
 /** Thrown when the decompressed bytes of a file pass the limit. */
@@ -95,6 +101,7 @@ export async function inspectInboxFile(file: string, name: string, maxFileBytes:
   const gzip = await startsWithGzipMagic(file);
   const hash = createHash('sha256');
   const decoder = new TextDecoder('utf-8', { fatal: true });
+  const jsonArray = new JsonArrayCheck();
   let head = '';
   let utf8 = true;
   try {
@@ -103,11 +110,12 @@ export async function inspectInboxFile(file: string, name: string, maxFileBytes:
       try {
         const text = decoder.decode(chunk, { stream: true });
         if (head.length < HEAD_CHARACTERS) head += text.slice(0, HEAD_CHARACTERS - head.length);
+        jsonArray.push(text);
       } catch {
         utf8 = false;
       }
     }
-    if (utf8) decoder.decode();
+    if (utf8) jsonArray.push(decoder.decode());
   } catch (err) {
     if (err instanceof TooLargeError) {
       const message = `the file decompresses to more than the maximum of ${maxFileBytes} bytes (inbox.maxFileBytes)`;
@@ -128,7 +136,36 @@ export async function inspectInboxFile(file: string, name: string, maxFileBytes:
   if (!utf8) return reject('UNSUPPORTED_FORMAT', 'the file is not UTF-8 text (binary data?); send FASTA, FASTQ, JSON or a bare sequence, optionally gzip-compressed');
   const byContent = detectUnsupportedFormat(head);
   if (byContent !== null) return reject('UNSUPPORTED_FORMAT', `${byContent} input is not supported; convert it to FASTA`);
-  return { inputKey, gzip, format: detectTextFormat(head), rejection: null };
+  const format = detectTextFormat(head);
+  return { inputKey, gzip, format, rejection: null, jsonArray: format === 'json' && jsonArray.end() };
+}
+
+/**
+ * Checks, piece by piece, that a text is a JSON array whose items all parse. It gives up at the
+ * first problem, and the file is then parsed whole, which rejects it with JSON.parse's message.
+ */
+class JsonArrayCheck {
+  private splitter: JsonArraySplitter | null = new JsonArraySplitter();
+
+  push(text: string): void {
+    if (this.splitter === null) return;
+    try {
+      for (const item of this.splitter.push(text)) JSON.parse(item);
+    } catch {
+      this.splitter = null;
+    }
+  }
+
+  /** Returns true when the whole text was a valid JSON array with at least one item. */
+  end(): boolean {
+    if (this.splitter === null) return false;
+    try {
+      this.splitter.end();
+    } catch {
+      return false;
+    }
+    return this.splitter.items > 0;
+  }
 }
 
 /**
@@ -154,19 +191,24 @@ function* chunksByRecordIndex(parsed: ParsedRecords, chunkRecords: number): Gene
 /**
  * Parses an inspected inbox file as a stream and yields its records and rejections in chunks
  * of about `chunkRecords` entries, so a large file never sits whole in memory. FASTA, FASTQ and
- * bare sequences are parsed line by line. JSON is parsed whole.
+ * bare sequences are parsed line by line, and a JSON array item by item.
  * Throws when the file no longer matches its inspection (it grew past the limit or broke).
  */
 export async function* readRecordChunks(
   file: string,
-  inspected: Pick<InspectedFile, 'gzip' | 'format'>,
+  inspected: Pick<InspectedFile, 'gzip' | 'format' | 'jsonArray'>,
   options: { maxFileBytes: number; chunkRecords: number },
 ): AsyncGenerator<ParsedRecords> {
   const decoder = new TextDecoder('utf-8', { fatal: true });
   const bytes = readBoundedBytes(file, inspected.gzip, options.maxFileBytes, () => undefined);
 
+  if (inspected.format === 'json' && inspected.jsonArray === true) {
+    yield* readJsonArrayChunks(bytes, options.chunkRecords);
+    return;
+  }
   if (inspected.format === 'json') {
-    // NOTE: JSON is parsed whole, so a JSON file takes about its decoded size in memory (at most inbox.maxFileBytes).
+    // NOTE: a JSON object, an empty array and invalid JSON are parsed whole, so such a file takes
+    // about its decoded size in memory (at most inbox.maxFileBytes).
     let text = '';
     for await (const chunk of bytes) text += decoder.decode(chunk, { stream: true });
     text += decoder.decode();
@@ -186,4 +228,38 @@ export async function* readRecordChunks(
   for (const line of splitter.end()) parser.push(line);
   parser.end();
   yield parser.take();
+}
+
+/** Parses the items of a JSON array file one at a time and yields them in chunks of `chunkRecords` items. */
+async function* readJsonArrayChunks(bytes: AsyncIterable<Buffer>, chunkRecords: number): AsyncGenerator<ParsedRecords> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const splitter = new JsonArraySplitter();
+  let chunk: ParsedRecords = { records: [], rejected: [] };
+  let index = 0;
+  const addItems = (text: string): void => {
+    for (const item of splitter.push(text)) {
+      addJsonItem(chunk, parseCheckedItem(item), index);
+      index += 1;
+    }
+  };
+
+  for await (const bytesRead of bytes) {
+    addItems(decoder.decode(bytesRead, { stream: true }));
+    if (chunk.records.length + chunk.rejected.length >= chunkRecords) {
+      yield chunk;
+      chunk = { records: [], rejected: [] };
+    }
+  }
+  addItems(decoder.decode());
+  splitter.end();
+  yield chunk;
+}
+
+/** Parses one item of an array that the inspection found valid, so a failure means the file changed. */
+function parseCheckedItem(item: string): unknown {
+  try {
+    return JSON.parse(item) as unknown;
+  } catch (err) {
+    throw new Error(`the JSON file changed after it was inspected: ${(err as Error).message}`, { cause: err });
+  }
 }

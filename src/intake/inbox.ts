@@ -9,6 +9,13 @@ import { fsyncFolder, isInboxCandidate, moveWithoutOverwrite, writeFileAtomic } 
 import type { NucleotideOptions } from './orf-jobs';
 import { InboxProcessor, type InboxFolders, type InboxStore } from './processor';
 
+/** Durable count of failed ingest attempts per claimed file, which the SQLite `Store` implements. */
+export interface IngestAttemptStore {
+  /** Counts one more failed attempt of the file and returns its attempts so far. */
+  recordIngestFailure(fileKey: string, message: string): number;
+  clearIngestFailures(fileKey: string): void;
+}
+
 export interface InboxWatcherOptions {
   folders: ResolvedConfig['folders'];
   /** Time a file's size and mtime must stay unchanged, checked twice, before it is claimed, in ms. */
@@ -22,7 +29,7 @@ export interface InboxWatcherOptions {
   /** Genetic code and ORF settings for DNA and RNA records. The configuration defaults apply when absent. */
   nucleotide?: NucleotideOptions;
   logger: Logger;
-  store: InboxStore;
+  store: InboxStore & IngestAttemptStore;
   topics: Topics;
   /** Called after a file's jobs are committed. */
   onJobsQueued: () => void;
@@ -30,8 +37,8 @@ export interface InboxWatcherOptions {
   onInputStored?: (counts: { jobs: number; rejected: number }) => void;
   clock?: () => Date;
   /**
-   * Ingest attempts of a claimed file, counted per name, size and mtime in this process, before
-   * it moves to `failed/` with a QUARANTINED error file. Default 3.
+   * Ingest attempts of a claimed file, counted per name, size and mtime in the database, so
+   * across restarts, before it moves to `failed/` with a QUARANTINED error file. Default 3.
    */
   maxAttempts?: number;
   /** Wait before a failed ingest is tried again, in ms. Default `rescanMs`. */
@@ -83,8 +90,6 @@ export class InboxWatcher {
   private running = false;
   /** Code of the last rescan failure, so a folder that stays unreadable is logged as an error once. */
   private lastRescanError: string | null = null;
-  /** Failed ingest attempts by `name:size:mtimeMs` of the claimed file. */
-  private readonly ingestFailures = new Map<string, number>();
   private readonly retryTimers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly options: InboxWatcherOptions) {
@@ -262,29 +267,45 @@ export class InboxWatcher {
   }
 
   private async ingest(name: string): Promise<void> {
+    const fileKey = await this.fileKeyOf(name);
     try {
       await this.processor.ingest(name);
     } catch (err) {
       await this.handleIngestFailure(name, err);
+      return;
+    }
+    if (fileKey !== null) this.options.store.clearIngestFailures(fileKey);
+  }
+
+  /** Returns `name:size:mtimeMs` of a claimed file, the key of its ingest attempts, or null when it is gone. */
+  private async fileKeyOf(name: string): Promise<string | null> {
+    try {
+      const stat = await fs.stat(path.join(this.folders.processing, name));
+      return `${name}:${stat.size}:${stat.mtimeMs}`;
+    } catch {
+      return null;
     }
   }
 
   /** Schedules another ingest of a claimed file, or quarantines it after `maxAttempts` failures. */
   private async handleIngestFailure(name: string, err: unknown): Promise<void> {
     const file = path.join(this.folders.processing, name);
-    let key: string;
-    try {
-      const stat = await fs.stat(file);
-      key = `${name}:${stat.size}:${stat.mtimeMs}`;
-    } catch (statErr) {
-      this.logger.error({ err, statErr, file: name }, 'inbox file ingest failed and the file is gone from .processing');
+    const key = await this.fileKeyOf(name);
+    if (key === null) {
+      this.logger.error({ err, file: name }, 'inbox file ingest failed and the file is gone from .processing');
       return;
     }
 
     const maxAttempts = this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-    const attempts = (this.ingestFailures.get(key) ?? 0) + 1;
+    let attempts: number;
+    try {
+      attempts = this.options.store.recordIngestFailure(key, err instanceof Error ? err.message : String(err));
+    } catch (storeErr) {
+      // Without a durable count the file is tried again, as after a restart.
+      this.logger.error({ err, storeErr, file: name }, 'inbox file ingest failed and counting the attempt failed');
+      attempts = 1;
+    }
     if (attempts < maxAttempts) {
-      this.ingestFailures.set(key, attempts);
       const retryDelayMs = this.options.retryDelayMs ?? this.options.rescanMs;
       this.logger.error({ err, file: name, attempts, maxAttempts, retryDelayMs }, 'inbox file ingest failed, retrying');
       const timer = setTimeout(() => {
@@ -295,9 +316,9 @@ export class InboxWatcher {
       return;
     }
 
-    this.ingestFailures.delete(key);
     this.logger.error({ err, file: name, attempts, maxAttempts }, 'inbox file ingest failed in every attempt, moving it to failed/');
     await this.quarantine(name, file, attempts, err);
+    this.options.store.clearIngestFailures(key);
   }
 
   /** Writes a QUARANTINED error file into `failed/` and moves the claimed file there. */

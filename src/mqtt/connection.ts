@@ -31,6 +31,11 @@ export interface MqttConnectionOptions {
    * it should finish well within the keepalive.
    */
   onRequest: (request: IncomingRequest) => Promise<void>;
+  /**
+   * Called on each CONNACK with its session-present flag, before any message of that
+   * connection is handed to `onRequest`.
+   */
+  onSession?: (sessionPresent: boolean) => void;
   /** Called after each (re)connect, like a listener added with `onConnect()`. */
   onConnect?: () => void;
   clientFactory?: MqttClientFactory;
@@ -269,6 +274,11 @@ export class MqttConnection {
       this.droppedVolatile = 0;
     }
     this.logger.info({ sessionPresent }, 'connected to broker');
+    try {
+      this.config.onSession?.(sessionPresent);
+    } catch (err) {
+      this.logger.error({ err, sessionPresent }, 'handling the session state of a new connection failed');
+    }
 
     const topics = this.config.topics;
     const announce = async (): Promise<void> => {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { Store } from '../../src/store';
 import { createInboxFixture, listFolder, sleep, waitFor, type InboxFixture } from '../intake/helpers';
 
 const FIRST = '>A1\nMKVLAAGGHHWQ\n';
@@ -69,6 +70,52 @@ describe('inbox durability', () => {
     expect(statSync(path.join(fixture.folders.failed, 'broken.fasta')).isDirectory()).toBe(true);
     expect(listFolder(fixture.processing)).toEqual(['good.fasta']);
     expect(fixture.store.findInputByKey(inputKeyOf(FIRST))?.jobCount).toBe(1);
+  });
+
+  test('ingest attempts survive a restart', async () => {
+    mkdirSync(path.join(fixture.processing, 'broken.fasta'), { recursive: true });
+
+    // Two failed attempts, then a stop, as if the daemon restarted before the retry.
+    const first = fixture.newWatcher({ maxAttempts: 3, retryDelayMs: 60_000 });
+    await first.start();
+    await first.stop();
+    const second = fixture.newWatcher({ maxAttempts: 3, retryDelayMs: 60_000 });
+    await second.start();
+    await second.stop();
+    expect(listFolder(fixture.folders.failed)).toEqual([]);
+
+    // The third attempt, in a third process lifetime, is the last one.
+    await fixture.newWatcher({ maxAttempts: 3, retryDelayMs: 60_000 }).start();
+    await waitFor(() => listFolder(fixture.folders.failed).includes('broken.fasta'), 'the quarantined file in failed/');
+
+    const content = JSON.parse(readFileSync(path.join(fixture.folders.failed, 'broken.fasta.errors.json'), 'utf8')) as { attempts: number };
+    expect(content.attempts).toBe(3);
+    expect(listFolder(fixture.processing)).toEqual([]);
+  });
+
+  test('successful ingest forgets earlier failures', async () => {
+    const store = fixture.store;
+    let lookups = 0;
+    // The first lookup of the input key fails, as a locked database would, and the retry succeeds.
+    const flakyStore = Object.assign(Object.create(store) as Store, {
+      findInputByKey: (key: string) => {
+        lookups += 1;
+        if (lookups === 1) throw new Error('database is locked');
+        return store.findInputByKey(key);
+      },
+    });
+    mkdirSync(fixture.processing, { recursive: true });
+    const file = path.join(fixture.processing, 'flaky.fasta');
+    writeFileSync(file, FIRST);
+    const fileKey = `flaky.fasta:${statSync(file).size}:${statSync(file).mtimeMs}`;
+
+    await fixture.newWatcher({ maxAttempts: 3, retryDelayMs: 30, store: flakyStore }).start();
+    await waitFor(() => store.findInputByKey(inputKeyOf(FIRST)), 'the input of the retried file');
+    await sleep(100);
+
+    expect(lookups).toBeGreaterThanOrEqual(2);
+    // A count that restarts at 1 shows that the failure of the first attempt was forgotten.
+    expect(store.recordIngestFailure(fileKey, 'probe')).toBe(1);
   });
 
   test('one failed ingest is retried, not quarantined', async () => {

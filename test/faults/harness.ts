@@ -98,10 +98,15 @@ export function isMosquittoInstalled(): boolean {
 export class MosquittoBroker implements RestartableBroker {
   private child: ChildProcess | null = null;
 
+  /**
+   * `autosaveSeconds` makes a persistent broker also save its state every that many seconds,
+   * so a broker killed with SIGKILL restarts with the state of its last save.
+   */
   constructor(
     readonly dir: string,
     readonly port: number,
     private readonly persistent = false,
+    private readonly autosaveSeconds: number | null = null,
   ) {}
 
   get url(): string {
@@ -120,6 +125,7 @@ export class MosquittoBroker implements RestartableBroker {
       'log_dest none',
       `user ${userInfo().username}`,
       ...(this.persistent ? ['persistence true', `persistence_location ${this.dir}${path.sep}`] : ['persistence false']),
+      ...(this.persistent && this.autosaveSeconds !== null ? ['autosave_on_changes false', `autosave_interval ${this.autosaveSeconds}`] : []),
       '',
     ];
     writeFileSync(configFile, lines.join('\n'));
@@ -135,6 +141,11 @@ export class MosquittoBroker implements RestartableBroker {
     const exited = exitOf(child);
     child.kill('SIGTERM');
     await exited;
+  }
+
+  /** Stops the broker process with SIGSTOP, so it reads and acknowledges nothing until it is killed. */
+  freeze(): void {
+    this.child?.kill('SIGSTOP');
   }
 
   async kill(): Promise<void> {
