@@ -235,7 +235,38 @@ Written by `{report['command']}` on {report['machine']} in {report['wallSeconds'
             out.append(f"| {method} | " + " | ".join(cell(values["lm"][n]["perplexity"], 2) for n in names) + " |")
     out.append("")
     out.append("## Quantization gap\n\n" + report["gapText"] + "\n")
+    out.append("## Training\n\n" + report["trainingText"] + "\n")
+    if report.get("onnxText"):
+        out.append("## ONNX against PyTorch\n\n" + report["onnxText"] + "\n")
     return "\n".join(out)
+
+
+def training_text(manifest: dict, twin_summary: dict | None, config: dict) -> str:
+    training = manifest.get("training", {})
+    model = config["model"]
+    lines = [
+        f"- Network: {model['layers']} layers, d_model {model['d_model']}, {model['heads']} heads, FFN {model['ffn']}, "
+        f"{manifest.get('architecture', {}).get('parameters', 'n/a')} parameters; batch {config['train']['batch_size']}, "
+        f"crops of {config['train']['crop_length']} tokens ({config['train']['long_crop_fraction']:.0%} of batches "
+        f"{config['train']['long_crop_length']}).",
+    ]
+    if training:
+        lines.append(f"- Ternary model: {training.get('steps')} steps, {training.get('sequencesSeen')} sequences, "
+                     f"{training.get('wallSeconds')} s of training on {training.get('machine')}; schedule: "
+                     f"{training.get('schedule')}. Command: `{training.get('command')}`.")
+    if twin_summary:
+        lines.append(f"- Full-precision twin: {twin_summary['steps']} steps, {twin_summary['sequencesSeen']} sequences, "
+                     f"{twin_summary['wallSeconds']} s, float32 weights and activations throughout. Command: "
+                     f"`python3 -m training.build --config <config> --twin`.")
+    return "\n".join(lines)
+
+
+def onnx_text(path: Path) -> str | None:
+    """Render the JSON written by `bitnet-edge model verify --json`, when present."""
+    if not path.exists():
+        return None
+    check = json.loads(path.read_text())
+    return "`" + check.get("command", "bitnet-edge model verify") + "`:\n\n```\n" + json.dumps(check, indent=1)[:4000] + "\n```"
 
 
 def gap_text(methods: dict) -> str:
@@ -309,6 +340,10 @@ def main(argv=None) -> int:
         "unigram": unigram_table(train_records, test, rows, max_tokens),
     }
     report["gapText"] = gap_text(methods)
+    twin_summary_path = run_dir / "twin" / "train_summary.json"
+    twin_summary = json.loads(twin_summary_path.read_text()) if twin_summary_path.exists() else None
+    report["trainingText"] = training_text(manifest, twin_summary, config)
+    report["onnxText"] = onnx_text(run_dir / "onnx-check.json")
     report["wallSeconds"] = round(time.monotonic() - started)
     out = arguments.out or run_dir / "model-evaluation.md"
     out.write_text(render(report))

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { runDaemon } from './run';
 import { runPredict } from './predict';
 import { runModelInfo } from './model-info';
+import { DEFAULT_VERIFY_TOLERANCE, runModelVerify } from './model-verify';
 
 const USAGE = `Usage: bitnet-edge <command> [options]
 
@@ -12,11 +13,15 @@ Commands:
   run                      start the daemon (MQTT, inbox, SQLite, telemetry)
   predict FILE|-           predict every record of a FASTA file (or stdin) and print the results
   model info               print the model's manifest summary
+  model verify             compare the model's onnxruntime outputs with the PyTorch reference outputs
 
 Options:
   -c, --config FILE        YAML configuration file (default: none; BITNET_EDGE_CONFIG also works)
   -f, --format json|tsv    output format of predict (default: json)
-  -m, --model DIR          model folder for predict and model info (default: the configured model)
+  -m, --model DIR          model folder for predict and the model commands (default: the configured model)
+      --residues           predict: add per-residue probabilities to each prediction
+      --reference FILE     model verify: reference outputs (default: reference.json in the model folder)
+      --tolerance NUMBER   model verify: largest accepted absolute difference (default: ${DEFAULT_VERIFY_TOLERANCE})
   -h, --help               show this help
   -v, --version            print the version
 
@@ -35,6 +40,9 @@ async function main(argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         format: { type: 'string', short: 'f', default: 'json' },
         model: { type: 'string', short: 'm' },
+        residues: { type: 'boolean' },
+        reference: { type: 'string' },
+        tolerance: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -72,13 +80,25 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`invalid --format "${values.format}": use json or tsv\n`);
         return EXIT_USAGE;
       }
-      return runPredict({ file: rest[0], format: values.format, configFile: values.config, modelDir: values.model });
+      return runPredict({
+        file: rest[0],
+        format: values.format,
+        configFile: values.config,
+        modelDir: values.model,
+        options: values.residues ? { residues: true } : {},
+      });
     case 'model':
-      if (rest[0] !== 'info') {
-        process.stderr.write(`unknown model command "${rest[0] ?? ''}": use "model info"\n`);
-        return EXIT_USAGE;
+      if (rest[0] === 'info') return runModelInfo({ configFile: values.config, modelDir: values.model });
+      if (rest[0] === 'verify') {
+        const tolerance = values.tolerance === undefined ? DEFAULT_VERIFY_TOLERANCE : Number(values.tolerance);
+        if (!Number.isFinite(tolerance) || tolerance < 0) {
+          process.stderr.write(`invalid --tolerance "${values.tolerance}": use a number of 0 or more, such as 0.05\n`);
+          return EXIT_USAGE;
+        }
+        return runModelVerify({ configFile: values.config, modelDir: values.model, referenceFile: values.reference, tolerance });
       }
-      return runModelInfo({ configFile: values.config, modelDir: values.model });
+      process.stderr.write(`unknown model command "${rest[0] ?? ''}": use "model info" or "model verify"\n`);
+      return EXIT_USAGE;
     default:
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}\n`);
       return EXIT_USAGE;

@@ -20,6 +20,9 @@ export async function runModelInfo(options: { configFile?: string; modelDir?: st
     heads: Object.fromEntries(
       Object.entries(manifest.heads).map(([name, head]) => [name, 'labels' in head && Array.isArray(head.labels) ? head.labels.length : head.type]),
     ),
+    prefixCache: manifest.prefixCache
+      ? { layers: manifest.prefixCache.pastKeys.length, heads: manifest.prefixCache.heads, headDim: manifest.prefixCache.headDim }
+      : null,
     architecture: manifest.architecture,
     metrics: manifest.metrics,
   };

@@ -4,7 +4,7 @@ import { InferenceEngine } from '../inference/engine';
 import { parseFasta } from '../intake/fasta';
 import { prepareRecords } from '../intake/records';
 import { createLogger } from '../log';
-import type { Prediction } from '../contracts/prediction';
+import type { DomainSpan, Prediction, PredictOptions } from '../contracts/prediction';
 import type { OrfOrigin, RejectedRecord } from '../contracts/jobs';
 import { loadConfigOrReport, EXIT_CONFIG } from './run';
 
@@ -38,7 +38,14 @@ async function readInput(file: string): Promise<string> {
  * Rejected records are reported on stderr and in the output. Resolves with the exit status:
  * 0 when every record was predicted, 1 when any was rejected.
  */
-export async function runPredict(options: { file: string; format: 'json' | 'tsv'; configFile?: string; modelDir?: string }): Promise<number> {
+export async function runPredict(options: {
+  file: string;
+  format: 'json' | 'tsv';
+  configFile?: string;
+  modelDir?: string;
+  /** Options of every record, e.g. `{ residues: true }` for per-residue output. */
+  options?: PredictOptions;
+}): Promise<number> {
   const config = loadConfigOrReport(options.configFile);
   if (!config) return EXIT_CONFIG;
 
@@ -61,7 +68,10 @@ export async function runPredict(options: { file: string; format: 'json' | 'tsv'
   try {
     for (let start = 0; start < jobs.length; start += CHUNK_SIZE) {
       const chunk = jobs.slice(start, start + CHUNK_SIZE);
-      const predictions = await engine.predict(chunk.map((job) => job.sequence.residues));
+      const predictions = await engine.predict(
+        chunk.map((job) => job.sequence.residues),
+        chunk.map(() => options.options),
+      );
       chunk.forEach((job, index) =>
         output.push({
           recordId: job.recordId,
@@ -93,9 +103,17 @@ function rejectionRecord(rejection: RejectedRecord): PredictOutputRecord {
   return { recordId: rejection.recordId, recordIndex: rejection.recordIndex, status: 'error', code: rejection.code, message: rejection.message };
 }
 
-const TSV_COLUMNS = ['record_id', 'status', 'length', 'localization', 'go_terms', 'function', 'log_likelihood', 'perplexity', 'error'];
+const TSV_COLUMNS = ['record_id', 'status', 'length', 'localization', 'go_terms', 'function', 'domains', 'log_likelihood', 'perplexity', 'error'];
 
-/** Formats results as tab-separated values with a header; labels are joined by commas with scores. */
+/** Formats domain spans as `family:start-end:score`, joined by commas. */
+function formatDomains(spans: readonly DomainSpan[] | undefined): string {
+  return (spans ?? []).map((span) => `${span.family}:${span.start}-${span.end}:${span.score.toFixed(3)}`).join(',');
+}
+
+/**
+ * Formats results as tab-separated values with a header; labels are joined by commas with
+ * scores. Per-residue output is left out of TSV, so it needs the JSON format.
+ */
 export function formatTsv(records: PredictOutputRecord[]): string {
   const lines = [TSV_COLUMNS.join('\t')];
   for (const record of records) {
@@ -110,6 +128,7 @@ export function formatTsv(records: PredictOutputRecord[]): string {
         labels(p?.localization.predicted),
         labels(p?.go.predicted),
         labels(p?.function?.predicted),
+        formatDomains(p?.domains?.predicted),
         p ? p.lm.logLikelihood.toFixed(3) : '',
         p ? p.lm.perplexity.toFixed(3) : '',
         record.code ? `${record.code}: ${record.message ?? ''}` : '',

@@ -49,6 +49,12 @@ const mqtt = z
       .default(100_000)
       .describe('maximum messages kept in the outbox while the broker is unreachable; the oldest are dropped and counted beyond it'),
     outboxMaxPerSecond: z.number().positive().default(200).describe('maximum outbox publish rate, in messages per second'),
+    redeliveryWindowMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(3_600_000)
+      .describe('age up to which a request without an id that repeats the packet id and payload of a stored one counts as its redelivery, in ms'),
     tls,
   })
   .strict()
@@ -72,6 +78,13 @@ const queue = z
       .min(1)
       .default(3)
       .describe('inference attempts of a job before it fails with QUARANTINED'),
+    retryBackoffMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(1000)
+      .describe('wait before the second attempt of a job whose inference failed, doubled for each further attempt, in ms; 0 retries at once'),
+    retryBackoffMaxMs: z.number().int().min(0).default(60_000).describe('maximum wait between two attempts of a job, in ms'),
     idleCheckpointMs: z
       .number()
       .int()

@@ -1,3 +1,5 @@
+import type { PredictOptions } from './prediction';
+
 /** Source of a sequence: an MQTT request, an inbox file or the command line. */
 export type JobSource = 'mqtt' | 'inbox' | 'cli';
 
@@ -11,6 +13,8 @@ export interface SequenceRecord {
   rawSequence: string;
   /** 0-based position of the record in its input. */
   index: number;
+  /** Request options of the record, from a JSON request or inbox record. */
+  options?: PredictOptions;
 }
 
 /** A sequence after normalization, ready for the model. */
@@ -80,6 +84,8 @@ export interface NewJob {
   sequence: NormalizedSequence;
   /** Present when the protein was translated from an ORF of a DNA or RNA record. */
   orf?: OrfOrigin;
+  /** Request options that change the prediction; absent for none. */
+  options?: PredictOptions;
 }
 
 /** A record rejected during parsing or validation. */

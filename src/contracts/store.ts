@@ -1,5 +1,5 @@
 import type { JobSource, JobStatus, OrfOrigin } from './jobs';
-import type { Prediction } from './prediction';
+import type { Prediction, PredictOptions } from './prediction';
 
 /** A stored job as the processor reads it. */
 export interface JobRow {
@@ -19,6 +19,8 @@ export interface JobRow {
   createdAt: string;
   /** ORF of a job translated from DNA or RNA. Null or absent for a protein record. */
   orf?: OrfOrigin | null;
+  /** Request options that change the prediction; absent for none. */
+  options?: PredictOptions;
 }
 
 /** A stored input (MQTT message, inbox file, CLI file). */

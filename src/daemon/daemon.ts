@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { ResolvedConfig } from '../config/load';
 import type { Logger } from '../log';
+import type { PredictOptions } from '../contracts/prediction';
 import { buildTopics, type Topics } from '../contracts/topics';
 import { Store } from '../store/store';
 import { InferenceEngine } from '../inference/engine';
@@ -94,12 +95,12 @@ export class Daemon {
     // A crashed worker leaves the engine stopped; the next batch starts a fresh one.
     const predictor = {
       modelId: engine.modelId,
-      predict: async (residues: string[]) => {
+      predict: async (residues: string[], options?: ReadonlyArray<PredictOptions | undefined>) => {
         if (!engine.running) {
           this.logger.warn({ modelId: engine.modelId }, 'restarting the inference worker');
           await engine.start();
         }
-        return engine.predict(residues);
+        return engine.predict(residues, options);
       },
     };
 
@@ -122,6 +123,7 @@ export class Daemon {
       topics,
       maxPayloadBytes: config.mqtt.maxPayloadBytes,
       minLength: config.sequence.minLength,
+      redeliveryWindowMs: config.mqtt.redeliveryWindowMs,
       nucleotide: config.sequence,
       logger: root,
       onCommitted: onJobsQueued,
@@ -137,6 +139,7 @@ export class Daemon {
       topics,
       logger: root,
       onRequest: (request) => requests.handle(request),
+      onSession: (sessionPresent) => requests.sessionStarted(sessionPresent),
       onConnect: () => publisher?.notify(),
     });
     await connection.start();
@@ -156,6 +159,8 @@ export class Daemon {
       logger: root,
       batchSize: BATCH_SIZE,
       maxAttempts: config.queue.maxAttempts,
+      retryBackoffMs: config.queue.retryBackoffMs,
+      retryBackoffMaxMs: config.queue.retryBackoffMaxMs,
       resultCache,
       onIdle: () => idleCheckpoint.onIdle(),
       onCommitted,

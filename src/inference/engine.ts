@@ -1,12 +1,12 @@
 import path from 'node:path';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
-import type { Prediction } from '../contracts/prediction';
+import type { Prediction, PredictOptions } from '../contracts/prediction';
 import type { Logger } from '../log';
 import { packBatch, planBatches, type BatchLimits, type PackedBatch } from './batching';
 import { checkGraph, headOutputs } from './graph-check';
 import { loadModelPackage, type Manifest, type ModelPackage } from './manifest';
 import { buildPrediction, createPostprocessContext, readWindowScores, type PostprocessContext, type WindowScores } from './postprocess';
-import type { CloseRequest, GraphInfo, RunRequest, RunResult, WorkerInit, WorkerMessage } from './protocol';
+import type { CloseRequest, GraphInfo, OutputTensor, PastState, RunRequest, RunResult, WorkerInit, WorkerMessage } from './protocol';
 import { Tokenizer, type EncodedWindow } from './tokenizer';
 import { planWindows, windowOverlap } from './windows';
 import { resolveWorkerScript } from './worker-script';
@@ -35,6 +35,14 @@ export interface InferenceStats {
   batches: number;
   /** Mean time of one model run inside the worker, in ms, or 0 before the first run. */
   meanRunMs: number;
+}
+
+/** Raw outputs of one model run, and the state to feed as the past of a later run. */
+export interface TokenRunResult {
+  /** Head outputs keyed by graph output name. */
+  outputs: Record<string, OutputTensor>;
+  /** Keys, values and state sum over the past and the run's positions. Null when the model has no prefix cache. */
+  present: PastState | null;
 }
 
 interface PendingRun {
@@ -146,17 +154,51 @@ export class InferenceEngine {
   /**
    * Predicts every sequence of upper-case residues, in input order. A sequence longer than
    * maxResidues is read in windows that overlap by windowOverlap residues, and its Prediction
-   * gives the number in `windows`. Rejects when the engine is not running, a sequence is empty,
-   * or a model run fails.
+   * gives the number in `windows`. `options[i]` applies to sequence i (none when absent). Rejects
+   * when the engine is not running, a sequence is empty, or a model run fails.
    */
-  async predict(residues: string[]): Promise<Prediction[]> {
+  async predict(residues: string[], options: ReadonlyArray<PredictOptions | undefined> = []): Promise<Prediction[]> {
     const model = this.requireModel();
     if (!this.handle) throw new Error('inference engine is not running; call start() first');
 
     const emptyIndex = residues.findIndex((sequence) => sequence.length === 0);
     if (emptyIndex >= 0) throw new Error(`sequence ${emptyIndex} is empty; the model needs at least one residue`);
 
-    return this.runSequences(model, this.handle, residues, true);
+    return this.runSequences(model, this.handle, residues, true, options);
+  }
+
+  /**
+   * Runs rows of token ids, all of one length and without padding, after `past`, and returns the
+   * raw outputs with the present state. Without `past` a model with a prefix cache reads the rows
+   * on their own. Position numbering continues after the past, so rows that follow a past hold no
+   * `<bos>`. The past must have one row per token row. Not counted in `stats`.
+   */
+  async runTokens(rows: ReadonlyArray<readonly number[]>, past?: PastState): Promise<TokenRunResult> {
+    const model = this.requireModel();
+    if (!this.handle) throw new Error('inference engine is not running; call start() first');
+    if (rows.length === 0 || rows.some((row) => row.length === 0 || row.length !== rows[0].length)) {
+      throw new RangeError('runTokens needs at least one row, and all rows non-empty and of one length');
+    }
+
+    const cache = model.pkg.manifest.prefixCache;
+    const packed = packBatch(rows, model.pkg.manifest.tokenizer.padId);
+    const { outputs } = await this.run(this.handle, packed, false, { past, fetchPresent: cache !== undefined });
+    if (!cache) return { outputs, present: null };
+
+    const take = (name: string): Float32Array => {
+      const tensor = outputs[name];
+      if (!tensor) throw new Error(`model output "${name}" is missing from the run result`);
+      delete outputs[name];
+      return tensor.data;
+    };
+    const presentLength = (past?.length ?? 0) + packed.seqLength;
+    const present: PastState = {
+      length: presentLength,
+      keys: cache.presentKeys.map(take),
+      values: cache.presentValues.map(take),
+      stateSum: take(cache.stateSum),
+    };
+    return { outputs, present };
   }
 
   private async runSequences(
@@ -164,12 +206,16 @@ export class InferenceEngine {
     handle: WorkerHandle,
     residues: string[],
     counted: boolean,
+    options: ReadonlyArray<PredictOptions | undefined> = [],
   ): Promise<Prediction[]> {
     const windowsBySequence = residues.map((sequence) =>
       planWindows(sequence.length, model.tokenizer.maxResidues, model.windowOverlap),
     );
     const encoded: EncodedWindow[] = windowsBySequence.flatMap((windows, sequenceIndex) =>
       windows.map((window) => model.tokenizer.encodeWindow(residues[sequenceIndex], window)),
+    );
+    const residueWindows: boolean[] = windowsBySequence.flatMap((windows, sequenceIndex) =>
+      windows.map(() => options[sequenceIndex]?.residues === true),
     );
     const scores = new Array<WindowScores>(encoded.length);
     const batches = planBatches(encoded.map((window) => window.ids.length), this.limits);
@@ -179,7 +225,8 @@ export class InferenceEngine {
         const members = indices.map((index) => encoded[index]);
         const packed = packBatch(members.map((window) => window.ids), model.pkg.manifest.tokenizer.padId);
         const { outputs } = await this.run(handle, packed, counted);
-        const batchScores = readWindowScores(model.postprocess, outputs, members, packed.seqLength);
+        const residueRows = indices.map((index) => residueWindows[index]);
+        const batchScores = readWindowScores(model.postprocess, outputs, members, packed.seqLength, residueRows);
         indices.forEach((index, row) => {
           scores[index] = batchScores[row]!;
         });
@@ -191,7 +238,7 @@ export class InferenceEngine {
     const predictions = windowsBySequence.map((windows, sequenceIndex) => {
       const sequenceScores = scores.slice(offset, offset + windows.length);
       offset += windows.length;
-      return buildPrediction(model.postprocess, windows, sequenceScores, residues[sequenceIndex].length);
+      return buildPrediction(model.postprocess, windows, sequenceScores, residues[sequenceIndex].length, options[sequenceIndex]);
     });
     if (counted) this.totals.inferences += predictions.length;
     return predictions;
@@ -250,6 +297,7 @@ export class InferenceEngine {
       inputIdsName: pkg.manifest.inputs.inputIds,
       attentionMaskName: pkg.manifest.inputs.attentionMask,
       outputNames: headOutputs(pkg).map((head) => head.output),
+      ...(pkg.manifest.prefixCache ? { prefixCache: pkg.manifest.prefixCache } : {}),
     };
     const createWorker = this.options.createWorker ?? ((script, options) => new Worker(script, options));
     const worker = createWorker(resolveWorkerScript(), { workerData: init });
@@ -327,7 +375,12 @@ export class InferenceEngine {
     }
   }
 
-  private run(handle: WorkerHandle, batch: PackedBatch, counted: boolean): Promise<RunResult> {
+  private run(
+    handle: WorkerHandle,
+    batch: PackedBatch,
+    counted: boolean,
+    extra: Pick<RunRequest, 'past' | 'fetchPresent'> = {},
+  ): Promise<RunResult> {
     const requestId = this.nextRequestId++;
 
     return new Promise((resolve, reject) => {
@@ -342,8 +395,9 @@ export class InferenceEngine {
         },
         reject,
       });
-      const request: RunRequest = { type: 'run', requestId, ...batch };
-      // The input arrays are transferred, not copied: the worker owns them from here on.
+      const request: RunRequest = { type: 'run', requestId, ...batch, ...extra };
+      // The token arrays are transferred, not copied: the worker owns them from here on. A past
+      // is copied, so the caller can feed it again.
       handle.worker.postMessage(request, [batch.inputIds.buffer as ArrayBuffer, batch.attentionMask.buffer as ArrayBuffer]);
     });
   }

@@ -2,17 +2,23 @@ import path from 'node:path';
 import { ModelPackageError, type ModelPackage } from './manifest';
 import type { GraphInfo, GraphValueInfo } from './protocol';
 
-/** Graph outputs the manifest's heads read, keyed by the manifest field that names them. */
-export function headOutputs(pkg: ModelPackage): Array<{ field: string; output: string; width: number }> {
+/**
+ * Graph outputs the manifest's heads read, keyed by the manifest field that names them. `rank` is
+ * 3 for per-position heads ([batch, seq, width]) and 2 for per-sequence heads ([batch, width]).
+ */
+export function headOutputs(pkg: ModelPackage): Array<{ field: string; output: string; width: number; rank: number }> {
   const { heads, tokenizer } = pkg.manifest;
   const outputs = [
-    { field: 'heads.localization.output', output: heads.localization.output, width: heads.localization.labels.length },
-    { field: 'heads.go.output', output: heads.go.output, width: heads.go.labels.length },
+    { field: 'heads.localization.output', output: heads.localization.output, width: heads.localization.labels.length, rank: 2 },
+    { field: 'heads.go.output', output: heads.go.output, width: heads.go.labels.length, rank: 2 },
   ];
   if (heads.function) {
-    outputs.push({ field: 'heads.function.output', output: heads.function.output, width: heads.function.labels.length });
+    outputs.push({ field: 'heads.function.output', output: heads.function.output, width: heads.function.labels.length, rank: 2 });
   }
-  outputs.push({ field: 'heads.lm.output', output: heads.lm.output, width: tokenizer.vocab.length });
+  if (heads.domain) {
+    outputs.push({ field: 'heads.domain.output', output: heads.domain.output, width: heads.domain.labels.length + 1, rank: 3 });
+  }
+  outputs.push({ field: 'heads.lm.output', output: heads.lm.output, width: tokenizer.vocab.length, rank: 3 });
   return outputs;
 }
 
@@ -31,6 +37,28 @@ function checkLastDimension(value: GraphValueInfo, rank: number, width: number, 
   }
 }
 
+/** Past inputs named by the manifest's prefixCache, all float32; none without a prefix cache. */
+function prefixCacheInputs(pkg: ModelPackage): Array<{ field: string; name: string; type: string }> {
+  const cache = pkg.manifest.prefixCache;
+  if (!cache) return [];
+  return [
+    ...cache.pastKeys.map((name, layer) => ({ field: `prefixCache.pastKeys.${layer}`, name, type: 'float32' })),
+    ...cache.pastValues.map((name, layer) => ({ field: `prefixCache.pastValues.${layer}`, name, type: 'float32' })),
+    { field: 'prefixCache.pastStateSum', name: cache.pastStateSum, type: 'float32' },
+  ];
+}
+
+/** Present outputs named by the manifest's prefixCache; none without a prefix cache. */
+function prefixCacheOutputs(pkg: ModelPackage): Array<{ field: string; name: string }> {
+  const cache = pkg.manifest.prefixCache;
+  if (!cache) return [];
+  return [
+    ...cache.presentKeys.map((name, layer) => ({ field: `prefixCache.presentKeys.${layer}`, name })),
+    ...cache.presentValues.map((name, layer) => ({ field: `prefixCache.presentValues.${layer}`, name })),
+    { field: 'prefixCache.stateSum', name: cache.stateSum },
+  ];
+}
+
 function listNames(values: GraphValueInfo[]): string {
   return values.map((value) => value.name).join(', ');
 }
@@ -45,15 +73,21 @@ export function checkGraph(pkg: ModelPackage, graph: GraphInfo): void {
   const problems: string[] = [];
 
   const expectedInputs = [
-    { field: 'inputs.inputIds', name: pkg.manifest.inputs.inputIds },
-    { field: 'inputs.attentionMask', name: pkg.manifest.inputs.attentionMask },
+    { field: 'inputs.inputIds', name: pkg.manifest.inputs.inputIds, type: 'int64' },
+    { field: 'inputs.attentionMask', name: pkg.manifest.inputs.attentionMask, type: 'int64' },
+    ...prefixCacheInputs(pkg),
   ];
-  for (const { field, name } of expectedInputs) {
+  for (const { field, name, type } of expectedInputs) {
     const input = graph.inputs.find((value) => value.name === name);
     if (!input) {
       problems.push(`${field}: "${name}" is not an input of the graph (inputs: ${listNames(graph.inputs)})`);
-    } else if (input.type !== null && input.type !== 'int64') {
-      problems.push(`${field}: graph input "${name}" has type ${input.type}, expected int64`);
+    } else if (input.type !== null && input.type !== type) {
+      problems.push(`${field}: graph input "${name}" has type ${input.type}, expected ${type}`);
+    }
+  }
+  for (const { field, name } of prefixCacheOutputs(pkg)) {
+    if (!graph.outputs.some((value) => value.name === name)) {
+      problems.push(`${field}: "${name}" is not an output of the graph (outputs: ${listNames(graph.outputs)})`);
     }
   }
   for (const input of graph.inputs) {
@@ -62,13 +96,12 @@ export function checkGraph(pkg: ModelPackage, graph: GraphInfo): void {
     }
   }
 
-  for (const { field, output, width } of headOutputs(pkg)) {
+  for (const { field, output, width, rank } of headOutputs(pkg)) {
     const value = graph.outputs.find((candidate) => candidate.name === output);
     if (!value) {
       problems.push(`${field}: "${output}" is not an output of the graph (outputs: ${listNames(graph.outputs)})`);
       continue;
     }
-    const rank = field === 'heads.lm.output' ? 3 : 2;
     checkLastDimension(value, rank, width, field, problems);
   }
 

@@ -51,6 +51,66 @@ const goHeadSchema = z
   })
   .superRefine(checkLabelLists);
 
+/**
+ * Per-residue domain head: output [batch, seq, 1 + families], class 0 is "no domain" and class
+ * 1 + i is family i. See decodeDomainSpans in domains.ts for how spans are read from it.
+ */
+const domainHeadSchema = z
+  .object({
+    output: z.string().min(1),
+    type: z.literal('residue_spans'),
+    labels: labelList,
+    accessions: z.array(z.string()),
+    descriptions: z.array(z.string()),
+    thresholds: thresholdList,
+    /** Shortest span kept, in residues. */
+    minLength: z.number().int().min(1),
+    /** Most residues below the threshold between two runs of a family that still merge into one span. */
+    maxGap: z.number().int().min(0),
+  })
+  .superRefine((head, context) => {
+    checkLabelLists(head, context);
+    for (const field of ['accessions', 'descriptions'] as const) {
+      if (head[field].length !== head.labels.length) {
+        context.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: [field],
+          message: `has ${head[field].length} entries but labels has ${head.labels.length}`,
+        });
+      }
+    }
+  });
+
+/**
+ * Names and sizes of the prefix-cache inputs and outputs. past_key_<i> and past_value_<i> are
+ * float32 [batch, heads, past, headDim] per layer, past_state_sum is [batch, dModel], and the
+ * present outputs cover past and current positions.
+ */
+const prefixCacheSchema = z
+  .object({
+    pastKeys: z.array(z.string().min(1)).min(1),
+    pastValues: z.array(z.string().min(1)).min(1),
+    pastStateSum: z.string().min(1),
+    presentKeys: z.array(z.string().min(1)).min(1),
+    presentValues: z.array(z.string().min(1)).min(1),
+    stateSum: z.string().min(1),
+    heads: z.number().int().min(1),
+    headDim: z.number().int().min(1),
+    dModel: z.number().int().min(1),
+  })
+  .superRefine((cache, context) => {
+    const layers = cache.pastKeys.length;
+    for (const field of ['pastValues', 'presentKeys', 'presentValues'] as const) {
+      if (cache[field].length !== layers) {
+        context.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: [field],
+          message: `has ${cache[field].length} entries but pastKeys has ${layers}`,
+        });
+      }
+    }
+  });
+
 const tokenizerSchema = z
   .object({
     vocab: z.array(z.string().min(1)).min(5),
@@ -112,10 +172,13 @@ export const manifestSchema = z
     createdAt: z.string().optional(),
     tokenizer: tokenizerSchema,
     inputs: z.object({ inputIds: z.string().min(1), attentionMask: z.string().min(1) }),
+    /** Present when the graph takes past keys and values; such a graph needs them on every run. */
+    prefixCache: prefixCacheSchema.optional(),
     heads: z.object({
       localization: multiLabelHeadSchema,
       go: goHeadSchema,
       function: multiLabelHeadSchema.optional(),
+      domain: domainHeadSchema.optional(),
       lm: z.object({ output: z.string().min(1), type: z.literal('next_token') }),
     }),
     goGraph: z.object({ parents: z.record(z.string(), z.array(z.string())) }),
@@ -129,6 +192,8 @@ export type Manifest = z.infer<typeof manifestSchema>;
 export type TokenizerSpec = Manifest['tokenizer'];
 export type MultiLabelHead = z.infer<typeof multiLabelHeadSchema>;
 export type GoHead = z.infer<typeof goHeadSchema>;
+export type DomainHead = z.infer<typeof domainHeadSchema>;
+export type PrefixCacheSpec = z.infer<typeof prefixCacheSchema>;
 
 /** A validated model folder whose model.onnx matches the manifest's content hash. */
 export interface ModelPackage {

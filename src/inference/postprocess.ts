@@ -1,8 +1,10 @@
-import type { LanguageModelScores, Prediction, ScoredGoTerm, ScoredLabel } from '../contracts/prediction';
+import type { LanguageModelScores, Prediction, PredictOptions, ScoredGoTerm, ScoredLabel } from '../contracts/prediction';
+import { decodeDomainSpans } from './domains';
 import { scoreLanguageModel } from './language-model';
 import type { GoHead, ModelPackage, MultiLabelHead } from './manifest';
 import { poolMax, poolWeightedMean, sumLanguageModelScores } from './pooling';
 import type { OutputTensor } from './protocol';
+import { aminoAcidTokenIds, joinResidueScores, windowDomainProbabilities, windowResidueLm, type WindowResidueLm } from './residue-scores';
 import type { EncodedWindow } from './tokenizer';
 import { buildAncestorIndex, propagateTruePath } from './true-path';
 import type { SequenceWindow } from './windows';
@@ -41,6 +43,11 @@ export interface PostprocessContext {
 export function createPostprocessContext(pkg: ModelPackage): PostprocessContext {
   const { heads, goGraph } = pkg.manifest;
   return { pkg, goAncestors: buildAncestorIndex(heads.go.labels, goGraph.parents) };
+}
+
+/** Returns the domain head's class names: "none", then its families. */
+function domainClasses(context: PostprocessContext): string[] {
+  return ['none', ...(context.pkg.manifest.heads.domain?.labels ?? [])];
 }
 
 /** Returns the output, after checking that its shape is [batchSize, ...innerDims]. */
@@ -88,18 +95,27 @@ export interface WindowScores {
   functionLogits?: Float32Array;
   /** Scores of the residues from the window's `firstScoredResidue` on. */
   lm: LanguageModelScores;
+  /**
+   * Domain class probabilities of the residues from `firstScoredResidue` on, [residues, 1 +
+   * families] row-major. Present when the model has a domain head.
+   */
+  domainProbabilities?: Float64Array;
+  /** Per-residue language model output of the same residues. Present when the row asked for it. */
+  residueLm?: WindowResidueLm;
 }
 
 /**
  * Reads the raw outputs of one batch into one WindowScores per row. `encoded` are the batch's
- * windows as packed, so `encoded[row]` pairs with output row `row`. Throws when an output's shape
- * does not match the batch and the manifest.
+ * windows as packed, so `encoded[row]` pairs with output row `row`, and `residueRows[row]` is
+ * true for a row whose per-residue output is requested. Throws when an output's shape does not
+ * match the batch and the manifest.
  */
 export function readWindowScores(
   context: PostprocessContext,
   outputs: Record<string, OutputTensor>,
   encoded: readonly EncodedWindow[],
   seqLength: number,
+  residueRows: readonly boolean[] = [],
 ): WindowScores[] {
   const { heads, tokenizer } = context.pkg.manifest;
   const batchSize = encoded.length;
@@ -114,6 +130,9 @@ export function readWindowScores(
   const functionOutput = functionHead
     ? checkedOutput(outputs, functionHead.output, batchSize, [functionHead.labels.length])
     : undefined;
+  const domainWidth = heads.domain ? heads.domain.labels.length + 1 : 0;
+  const domainOutput = heads.domain ? checkedOutput(outputs, heads.domain.output, batchSize, [seqLength, domainWidth]) : undefined;
+  const aminoAcidIds = residueRows.some(Boolean) ? aminoAcidTokenIds(tokenizer.vocab) : [];
 
   return encoded.map((window, row) => {
     const lmRows = lm.data.subarray(row * seqLength * vocabSize, (row + 1) * seqLength * vocabSize);
@@ -132,6 +151,11 @@ export function readWindowScores(
     if (functionHead && functionOutput) {
       scores.functionLogits = logitRow(functionOutput, row, functionHead.labels.length);
     }
+    if (domainOutput) {
+      const domainRows = domainOutput.data.subarray(row * seqLength * domainWidth, (row + 1) * seqLength * domainWidth);
+      scores.domainProbabilities = windowDomainProbabilities(domainRows, domainWidth, window);
+    }
+    if (residueRows[row]) scores.residueLm = windowResidueLm(lmRows, vocabSize, window, aminoAcidIds);
     return scores;
   });
 }
@@ -158,13 +182,17 @@ function countCoveredResidues(windows: readonly SequenceWindow[], length: number
  * counts once. A GO term or molecular function that one domain carries belongs to the whole
  * protein wherever the domain sits, so those heads take each label's maximum logit over the
  * windows, which is also the maximum probability. The true-path rule is applied after pooling.
- * The language model scores are summed, since each residue is scored by one window only.
+ * The language model scores are summed, since each residue is scored by one window only. Domain
+ * spans are decoded over the whole sequence from each residue's probabilities in the window that
+ * scores it for the language model, so spans can cross window borders.
+ * With `options.residues`, the per-residue output of the same windows is added.
  */
 export function buildPrediction(
   context: PostprocessContext,
   windows: readonly SequenceWindow[],
   scores: readonly WindowScores[],
   length: number,
+  options: PredictOptions = {},
 ): Prediction {
   if (windows.length === 0 || windows.length !== scores.length) {
     throw new RangeError(`expected one score row per window, got ${scores.length} rows for ${windows.length} windows`);
@@ -198,5 +226,40 @@ export function buildPrediction(
   if (functionHead && functionLogits.every((row): row is Float32Array => row !== undefined)) {
     prediction.function = multiLabelResult(functionHead, poolMax(functionLogits).map(sigmoid));
   }
+
+  const domainProbabilities = joinDomainProbabilities(scores, length, domainClasses(context).length);
+  if (heads.domain && domainProbabilities) {
+    prediction.domains = { predicted: decodeDomainSpans(domainProbabilities, length, heads.domain) };
+  }
+
+  if (options.residues) {
+    const parts = scores.map((window) => {
+      if (!window.residueLm) throw new Error('per-residue output was requested but a window was run without it');
+      return window.residueLm;
+    });
+    const domain = domainProbabilities ? { classes: domainClasses(context), probabilities: domainProbabilities } : null;
+    prediction.residues = joinResidueScores(parts, domain);
+  }
   return prediction;
+}
+
+/**
+ * Joins the windows' domain probabilities into [length, width] in sequence order, or returns
+ * null when the windows carry none. Throws when they do not cover `length` residues exactly.
+ */
+function joinDomainProbabilities(scores: readonly WindowScores[], length: number, width: number): Float64Array | null {
+  const parts = scores.map((window) => window.domainProbabilities);
+  if (!parts.every((part): part is Float64Array => part !== undefined)) return null;
+
+  const total = parts.reduce((sum, part) => sum + part.length, 0);
+  if (total !== length * width) {
+    throw new RangeError(`the windows' domain probabilities cover ${total / width} residues, expected the sequence's ${length}`);
+  }
+  const joined = new Float64Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return joined;
 }

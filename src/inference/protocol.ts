@@ -9,6 +9,36 @@ export interface WorkerInit {
   attentionMaskName: string;
   /** Graph outputs fetched on every run, in this order. */
   outputNames: string[];
+  /** Prefix-cache inputs and outputs, when the graph has them. */
+  prefixCache?: PrefixCacheNames;
+}
+
+/** Graph names and sizes of the prefix cache, from the manifest's `prefixCache`. */
+export interface PrefixCacheNames {
+  pastKeys: string[];
+  pastValues: string[];
+  pastStateSum: string;
+  presentKeys: string[];
+  presentValues: string[];
+  stateSum: string;
+  heads: number;
+  headDim: number;
+  dModel: number;
+}
+
+/**
+ * Keys, values and final-state sum of the positions before a run, for every row of its batch.
+ * The past has no padding, so every row has `length` earlier positions.
+ */
+export interface PastState {
+  /** Earlier positions, `<bos>` included. */
+  length: number;
+  /** Per layer, float32 [batch, heads, length, headDim], row-major. */
+  keys: Float32Array[];
+  /** Per layer, float32 [batch, heads, length, headDim], row-major. */
+  values: Float32Array[];
+  /** Sum of the final states of the earlier positions, float32 [batch, dModel]. */
+  stateSum: Float32Array;
 }
 
 /** Name, element type and shape of one graph input or output. Symbolic dimensions are strings. */
@@ -33,6 +63,13 @@ export interface RunRequest {
   seqLength: number;
   inputIds: BigInt64Array;
   attentionMask: BigInt64Array;
+  /**
+   * Past of a graph with a prefix cache. Absent, the worker feeds an empty past (length 0 and a
+   * zero state sum), so the run reads the batch on its own.
+   */
+  past?: PastState;
+  /** Also fetches the present keys, values and state sum, keyed by their graph names. */
+  fetchPresent?: boolean;
 }
 
 /**

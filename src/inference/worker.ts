@@ -6,7 +6,17 @@
 import { performance } from 'node:perf_hooks';
 import { isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import type { GraphInfo, GraphValueInfo, OutputTensor, RunRequest, RunResult, WorkerInit, WorkerMessage, WorkerRequest } from './protocol';
+import type {
+  GraphInfo,
+  GraphValueInfo,
+  OutputTensor,
+  PrefixCacheNames,
+  RunRequest,
+  RunResult,
+  WorkerInit,
+  WorkerMessage,
+  WorkerRequest,
+} from './protocol';
 
 function describeValues(metadata: readonly InferenceSession.ValueMetadata[]): GraphValueInfo[] {
   return metadata.map((value) =>
@@ -16,18 +26,48 @@ function describeValues(metadata: readonly InferenceSession.ValueMetadata[]): Gr
   );
 }
 
+/**
+ * Adds the past inputs of a prefix-cache graph to `feeds`. Without a past in the request, the
+ * keys and values have 0 positions (a zero-length tensor, which onnxruntime-node 1.31 accepts)
+ * and the state sum is zero.
+ */
+function addPastFeeds(feeds: Record<string, Tensor>, cache: PrefixCacheNames, request: RunRequest): void {
+  const { batchSize, past } = request;
+  const length = past?.length ?? 0;
+  const dims = [batchSize, cache.heads, length, cache.headDim];
+
+  cache.pastKeys.forEach((name, layer) => {
+    feeds[name] = new Tensor('float32', past?.keys[layer] ?? new Float32Array(0), dims);
+  });
+  cache.pastValues.forEach((name, layer) => {
+    feeds[name] = new Tensor('float32', past?.values[layer] ?? new Float32Array(0), dims);
+  });
+  feeds[cache.pastStateSum] = new Tensor('float32', past?.stateSum ?? new Float32Array(batchSize * cache.dModel), [batchSize, cache.dModel]);
+}
+
 async function runBatch(session: InferenceSession, init: WorkerInit, request: RunRequest): Promise<RunResult> {
   const dims = [request.batchSize, request.seqLength];
-  const feeds = {
+  const feeds: Record<string, Tensor> = {
     [init.inputIdsName]: new Tensor('int64', request.inputIds, dims),
     [init.attentionMaskName]: new Tensor('int64', request.attentionMask, dims),
   };
+  const outputNames = [...init.outputNames];
+  if (init.prefixCache) {
+    addPastFeeds(feeds, init.prefixCache, request);
+    if (request.fetchPresent) {
+      const { presentKeys, presentValues, stateSum } = init.prefixCache;
+      outputNames.push(...presentKeys, ...presentValues, stateSum);
+    }
+  } else if (request.past || request.fetchPresent) {
+    throw new Error('the model has no prefix-cache inputs, so a run cannot take a past or return present keys and values');
+  }
+
   const startedAt = performance.now();
-  const results = await session.run(feeds, init.outputNames);
+  const results = await session.run(feeds, outputNames);
   const runMs = performance.now() - startedAt;
 
   const outputs: Record<string, OutputTensor> = {};
-  for (const name of init.outputNames) {
+  for (const name of outputNames) {
     const value = results[name];
     if (!(value instanceof Tensor) || value.type !== 'float32') {
       throw new Error(`model output "${name}" is not a float32 tensor`);

@@ -29,14 +29,20 @@ export function prepareRecords(
     const kind = options.kind ?? detectSequenceKind(record.rawSequence);
     if (kind !== 'protein') {
       const result = prepareNucleotideRecord(record, kind, options.nucleotide ?? defaultNucleotideOptions());
-      if (result.ok) jobs.push(...result.jobs);
+      if (result.ok) jobs.push(...result.jobs.map((job) => (record.options ? { ...job, options: record.options } : job)));
       else allRejected.push(result.rejection);
       continue;
     }
 
     const result = normalizeSequence(record.rawSequence, options);
     if (result.ok) {
-      jobs.push({ recordId: record.recordId, recordIndex: record.index, description: record.description, sequence: result.value });
+      jobs.push({
+        recordId: record.recordId,
+        recordIndex: record.index,
+        description: record.description,
+        sequence: result.value,
+        ...(record.options ? { options: record.options } : {}),
+      });
       continue;
     }
     allRejected.push({

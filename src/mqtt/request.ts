@@ -3,7 +3,9 @@ import { ERROR_CODES, type ErrorCode } from '../errors';
 import { defaultRecordId, detectUnsupportedFormat, INPUT_RECORD_INDEX, parseFasta, type ParsedRecords } from '../intake/fasta';
 import { parseFastq } from '../intake/fastq';
 import { gunzipBounded, isGzip } from '../intake/gzip';
+import { readPredictOptions } from '../intake/options';
 import type { SequenceKind } from '../intake/translate';
+import type { PredictOptions } from '../contracts/prediction';
 
 /**
  * A request payload after parsing. `ok: true` can carry rejected FASTA records next to the
@@ -101,10 +103,9 @@ function parseJsonRequest(text: string): ParsedRequest {
     sequenceKind = kind;
   }
 
-  const requestOptions = request.options;
-  if (requestOptions !== undefined && (typeof requestOptions !== 'object' || requestOptions === null || Array.isArray(requestOptions))) {
-    return reject(requestId, 'INVALID_REQUEST', `field "options" must be an object, got ${describeType(requestOptions)}`);
-  }
+  const requestOptions = readPredictOptions(request.options);
+  if (!requestOptions.ok) return reject(requestId, 'INVALID_REQUEST', requestOptions.message);
+  const options = requestOptions.options;
 
   const { sequence, fasta } = request;
   if (sequence !== undefined && fasta !== undefined) {
@@ -114,15 +115,21 @@ function parseJsonRequest(text: string): ParsedRequest {
     if (typeof sequence !== 'string') {
       return reject(requestId, 'INVALID_REQUEST', `field "sequence" must be a string, got ${describeType(sequence)}`);
     }
-    return fromSequence(requestId, sequence, sequenceKind);
+    return withOptions(fromSequence(requestId, sequence, sequenceKind), options);
   }
   if (fasta !== undefined) {
     if (typeof fasta !== 'string') {
       return reject(requestId, 'INVALID_REQUEST', `field "fasta" must be a string, got ${describeType(fasta)}`);
     }
-    return fromFasta(requestId, fasta, sequenceKind);
+    return withOptions(fromFasta(requestId, fasta, sequenceKind), options);
   }
   return reject(requestId, 'INVALID_REQUEST', 'request has neither a "sequence" nor a "fasta" field');
+}
+
+/** Attaches the request's options to every record of a parsed request. */
+function withOptions(parsed: ParsedRequest, options: PredictOptions | undefined): ParsedRequest {
+  if (!parsed.ok || !options) return parsed;
+  return { ...parsed, records: parsed.records.map((record) => ({ ...record, options })) };
 }
 
 /** Wraps a bare sequence as one record. An empty sequence is kept, so normalization rejects it with its own code. */

@@ -1,5 +1,5 @@
 import type { Logger } from '../log';
-import type { Prediction } from '../contracts/prediction';
+import { predictOptionsKey, type Prediction, type PredictOptions } from '../contracts/prediction';
 import type { InputRow, JobRow, JobResult, OutboxMessage } from '../contracts/store';
 import type { Topics } from '../contracts/topics';
 import type { RejectedRecord } from '../contracts/jobs';
@@ -7,14 +7,11 @@ import type { JobOutcome } from '../contracts/store';
 import { resultCacheKey, type ResultCache } from '../cache/result-cache';
 import { errorMessage, predictionMessage, responseMessage } from './messages';
 
-// No request option changes the model output today, so every cache key uses the empty options
-// key. An option that does must be serialized here in a stable order.
-const OPTIONS_KEY = '';
-
 /** The model as the processor uses it. */
 export interface Predictor {
   readonly modelId: string;
-  predict(residues: string[]): Promise<Prediction[]>;
+  /** Predicts each sequence with `options[i]` (none when absent). */
+  predict(residues: string[], options?: ReadonlyArray<PredictOptions | undefined>): Promise<Prediction[]>;
 }
 
 /** The part of the store the processor needs. */
@@ -22,7 +19,8 @@ export interface ProcessorStore {
   requeueRunningJobs(): number;
   claimPendingJobs(limit: number): JobRow[];
   releaseJobs(jobIds: number[]): void;
-  findCachedPrediction(sequenceHash: string, modelId: string): Prediction | null;
+  retryJobs(jobIds: number[], retryAfter: Date): void;
+  findCachedPrediction(sequenceHash: string, modelId: string, options?: PredictOptions): Prediction | null;
   completeJob(jobId: number, result: JobResult, publications: OutboxMessage[]): void;
   failJob(jobId: number, code: string, message: string, publications: OutboxMessage[]): void;
   getInput(inputId: number): InputRow | null;
@@ -56,6 +54,13 @@ export interface JobProcessorOptions {
    * below this goes back to pending. A claim released by a graceful stop counts too.
    */
   maxAttempts: number;
+  /**
+   * Wait before the second attempt of a failed job, in ms. Each further attempt waits twice as
+   * long as the one before, up to `retryBackoffMaxMs`. Absent or 0, a failed job is retried at once.
+   */
+  retryBackoffMs?: number;
+  /** Maximum wait between two attempts of a job, in ms. Absent: no limit. */
+  retryBackoffMaxMs?: number;
   /** Called each time a claim finds no pending job, before the loop waits. */
   onIdle?: () => void;
   /** Fallback poll period when no notification arrives, in ms. */
@@ -76,6 +81,8 @@ export class JobProcessor {
   private running = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  /** Timers that wake the loop when a job's retry wait has passed. */
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
   private readonly logger: Logger;
   private readonly clock: () => Date;
 
@@ -104,6 +111,8 @@ export class JobProcessor {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    for (const timer of this.retryTimers) clearTimeout(timer);
+    this.retryTimers.clear();
     this.notify();
     await this.loop;
     this.loop = null;
@@ -166,11 +175,11 @@ export class JobProcessor {
   /** Looks the job up in the memory cache, then in the store, and copies a store hit into memory. */
   private findCachedPrediction(job: JobRow): Prediction | null {
     const memory = this.memoryCache();
-    const key = resultCacheKey(this.options.predictor.modelId, job.sequenceHash, OPTIONS_KEY);
+    const key = resultCacheKey(this.options.predictor.modelId, job.sequenceHash, predictOptionsKey(job.options));
     const fromMemory = memory?.get(key);
     if (fromMemory) return fromMemory;
 
-    const fromStore = this.options.store.findCachedPrediction(job.sequenceHash, this.options.predictor.modelId);
+    const fromStore = this.options.store.findCachedPrediction(job.sequenceHash, this.options.predictor.modelId, job.options);
     if (fromStore) memory?.set(key, fromStore);
     return fromStore;
   }
@@ -180,13 +189,22 @@ export class JobProcessor {
     return cache?.enabled ? cache : null;
   }
 
+  /**
+   * Runs the model on the jobs and commits their results. When a batch of several jobs fails,
+   * its jobs run again one at a time in the same claim, so only a job that fails on its own
+   * counts a failed attempt and its batch-mates finish.
+   */
   private async runModel(jobs: JobRow[], startedAt: Date): Promise<void> {
     const inferenceStart = performance.now();
     let predictions: Prediction[];
     try {
-      predictions = await this.options.predictor.predict(jobs.map((job) => job.residues));
+      predictions = await this.options.predictor.predict(
+        jobs.map((job) => job.residues),
+        jobs.map((job) => job.options),
+      );
     } catch (err) {
-      this.handleInferenceFailure(jobs, err);
+      if (jobs.length === 1) this.handleInferenceFailure(jobs[0], err);
+      else await this.runOneAtATime(jobs, startedAt, err);
       return;
     }
 
@@ -194,37 +212,55 @@ export class JobProcessor {
     const memory = this.memoryCache();
     jobs.forEach((job, index) => {
       const committed = this.commitResult(job, predictions[index], { cached: false, inferenceMs, startedAt });
-      if (committed) memory?.set(resultCacheKey(this.options.predictor.modelId, job.sequenceHash, OPTIONS_KEY), predictions[index]);
+      if (committed) memory?.set(resultCacheKey(this.options.predictor.modelId, job.sequenceHash, predictOptionsKey(job.options)), predictions[index]);
     });
   }
 
-  /**
-   * Sends each job back to pending for another attempt (the daemon restarts a crashed worker
-   * before the next batch), or fails it with QUARANTINED once it reached maxAttempts claims.
-   */
-  private handleInferenceFailure(jobs: JobRow[], err: unknown): void {
-    const { maxAttempts } = this.options;
-    const retry = jobs.filter((job) => job.attempts < maxAttempts);
-    const quarantine = jobs.filter((job) => job.attempts >= maxAttempts);
-    this.logger.error(
-      { err, retryJobIds: retry.map((job) => job.id), quarantinedJobIds: quarantine.map((job) => job.id), maxAttempts },
-      'inference failed',
-    );
-
-    // NOTE: every job of a failed batch counts the attempt, including jobs that did not cause
-    // the failure, and the retry runs at once without a backoff.
-    if (retry.length > 0) {
-      try {
-        this.options.store.releaseJobs(retry.map((job) => job.id));
-      } catch (err) {
-        this.logger.error({ err, jobIds: retry.map((job) => job.id) }, 'releasing jobs for a retry failed');
+  /** Runs each job of a failed batch alone. A stop in between sends the jobs not yet run back to pending. */
+  private async runOneAtATime(jobs: JobRow[], startedAt: Date, batchError: unknown): Promise<void> {
+    this.logger.warn({ err: batchError, jobIds: jobs.map((job) => job.id) }, 'batch inference failed, running its jobs one at a time');
+    for (const [index, job] of jobs.entries()) {
+      if (!this.running) {
+        this.options.store.releaseJobs(jobs.slice(index).map((rest) => rest.id));
+        return;
       }
+      await this.runModel([job], startedAt);
+    }
+  }
+
+  /**
+   * Sends a job whose inference failed on its own back to pending, to be claimed after its
+   * backoff (the daemon restarts a crashed worker before the next batch), or fails it with
+   * QUARANTINED once it reached maxAttempts claims.
+   */
+  private handleInferenceFailure(job: JobRow, err: unknown): void {
+    const { maxAttempts } = this.options;
+    if (job.attempts >= maxAttempts) {
+      this.logger.error({ err, jobId: job.id, attempts: job.attempts, maxAttempts }, 'inference failed in every attempt, quarantining the job');
+      const reason = err instanceof Error ? err.message : String(err);
+      this.commitFailure(job, 'QUARANTINED', `inference failed in ${job.attempts} of ${maxAttempts} allowed attempts, last error: ${reason}`);
+      return;
     }
 
-    const reason = err instanceof Error ? err.message : String(err);
-    for (const job of quarantine) {
-      this.commitFailure(job, 'QUARANTINED', `inference failed in ${job.attempts} of ${maxAttempts} allowed attempts, last error: ${reason}`);
+    const retryDelayMs = retryBackoffMs(job.attempts, this.options.retryBackoffMs ?? 0, this.options.retryBackoffMaxMs ?? Number.POSITIVE_INFINITY);
+    this.logger.error({ err, jobId: job.id, attempts: job.attempts, maxAttempts, retryDelayMs }, 'inference failed, retrying the job later');
+    try {
+      this.options.store.retryJobs([job.id], new Date(this.clock().getTime() + retryDelayMs));
+    } catch (storeErr) {
+      this.logger.error({ err: storeErr, jobId: job.id }, 'sending the job back for a retry failed');
+      return;
     }
+    if (retryDelayMs > 0) this.wakeAfter(retryDelayMs);
+  }
+
+  /** Wakes the loop after `delayMs`, when a job waiting for its retry becomes due. */
+  private wakeAfter(delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(timer);
+      this.notify();
+    }, delayMs);
+    timer.unref();
+    this.retryTimers.add(timer);
   }
 
   /** Stores the result with its publication and returns false when the transaction failed. */
@@ -301,4 +337,13 @@ export class JobProcessor {
       this.logger.error({ err, inputId: input.id }, 'replying to the request failed');
     }
   }
+}
+
+/**
+ * Returns the wait before the next attempt of a job that failed in its `attempts`-th claim:
+ * `baseMs` after the first, doubling after each further one, at most `maxMs`.
+ */
+export function retryBackoffMs(attempts: number, baseMs: number, maxMs: number): number {
+  if (baseMs <= 0) return 0;
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, attempts - 1));
 }

@@ -198,12 +198,43 @@ CREATE TABLE counters (
 INSERT INTO counters (name, value) VALUES ('outbox_dropped', 0);
 `;
 
+// Durable retry state. `jobs.retry_after` is the earliest time a job sent back after a failed
+// inference may be claimed again (NULL: at once). `mqtt_deliveries` keeps, per MQTT packet id,
+// the payload hash and input of the last request stored under it, so a broker's redelivery of a
+// request without an id is recognized after a crash. `inbox_attempts` counts the failed ingest
+// attempts of a claimed inbox file, keyed by its name, size and mtime, across restarts.
+const RETRY_STATE = `
+ALTER TABLE jobs ADD COLUMN retry_after TEXT;
+
+CREATE TABLE mqtt_deliveries (
+  packet_id INTEGER PRIMARY KEY CHECK (packet_id BETWEEN 1 AND 65535),
+  payload_hash TEXT NOT NULL,
+  input_id INTEGER NOT NULL REFERENCES inputs (id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL
+);
+
+CREATE TABLE inbox_attempts (
+  file_key TEXT PRIMARY KEY,
+  attempts INTEGER NOT NULL CHECK (attempts > 0),
+  last_error TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+) WITHOUT ROWID;
+`;
+
+// Request options of a job (such as `{"residues": true}`) as JSON, NULL for none, so a job that
+// waits in the queue across a restart still runs with them.
+const JOB_OPTIONS = `
+ALTER TABLE jobs ADD COLUMN options TEXT CHECK (options IS NULL OR json_valid(options));
+`;
+
 /** Migrations of this build, in version order. A migration that has shipped must never change. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
   { version: 2, name: 'input complete flag', sql: INPUT_COMPLETE_FLAG },
   { version: 3, name: 'ORF columns of jobs', sql: ORF_COLUMNS },
   { version: 4, name: 'persistent counters', sql: COUNTERS },
+  { version: 5, name: 'retry and redelivery state', sql: RETRY_STATE },
+  { version: 6, name: 'job request options', sql: JOB_OPTIONS },
 ];
 
 /** A row of `schema_migrations`. */
@@ -258,6 +289,10 @@ export interface JobRecord {
   orf_has_stop: 0 | 1 | null;
   nucleotide_length: number | null;
   genetic_code: number | null;
+  /** Earliest time a retried job may be claimed again (migration 5), or NULL for at once. */
+  retry_after: string | null;
+  /** Request options as a JSON object (migration 6), or NULL for none. */
+  options: string | null;
 }
 
 /** A row of `results`. `prediction` is a `Prediction` as JSON and `cached` is 0 or 1. */
@@ -299,6 +334,24 @@ export interface OutboxRecord {
 export interface CounterRecord {
   name: string;
   value: number;
+}
+
+/** A row of `mqtt_deliveries` (migration 5): the last request stored under an MQTT packet id. */
+export interface MqttDeliveryRecord {
+  packet_id: number;
+  /** SHA-256 of the payload, hex. */
+  payload_hash: string;
+  input_id: number;
+  created_at: string;
+}
+
+/** A row of `inbox_attempts` (migration 5): failed ingest attempts of one claimed inbox file. */
+export interface InboxAttemptRecord {
+  /** `<name>:<size>:<mtimeMs>` of the claimed file. */
+  file_key: string;
+  attempts: number;
+  last_error: string;
+  updated_at: string;
 }
 
 /** A row of `telemetry`. `payload` is the telemetry record as JSON. */

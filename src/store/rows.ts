@@ -1,5 +1,5 @@
 import type { JobSource, NewJob, OrfOrigin, RejectedRecord } from '../contracts/jobs';
-import type { Prediction } from '../contracts/prediction';
+import type { Prediction, PredictOptions } from '../contracts/prediction';
 import type { InputRow, JobOutcome, JobRow, OutboxRow } from '../contracts/store';
 import type { InputRecord, JobRecord, OutboxRecord, RejectionRecord } from './migrations';
 
@@ -98,6 +98,7 @@ export function toJobRow(record: JobWithInput): JobRow {
     attempts: record.attempts,
     createdAt: record.created_at,
     orf: toOrfOrigin(record),
+    ...(record.options === null ? {} : { options: JSON.parse(record.options) as PredictOptions }),
   };
 }
 

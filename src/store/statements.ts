@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { JobSource, JobStatus } from '../contracts/jobs';
-import type { InputRecord, JobRecord, OutboxRecord, RejectionRecord } from './migrations';
+import type { InputRecord, JobRecord, MqttDeliveryRecord, OutboxRecord, RejectionRecord } from './migrations';
 import type { InputWithCounts, JobWithInput, OutcomeRecord } from './rows';
 
 /** Bound parameters of a job insert; the ORF columns are null for a protein record. */
@@ -8,7 +8,7 @@ export type JobInsertParams = Pick<
   JobRecord,
   | 'input_id' | 'record_id' | 'record_index' | 'description' | 'residues' | 'sequence_hash' | 'length' | 'changes' | 'created_at'
   | 'parent_record_id' | 'parent_record_index' | 'orf_number' | 'orf_strand' | 'orf_frame' | 'orf_start' | 'orf_end' | 'orf_has_stop'
-  | 'nucleotide_length' | 'genetic_code'
+  | 'nucleotide_length' | 'genetic_code' | 'options'
 >;
 
 const INPUT_WITH_COUNTS = `
@@ -59,18 +59,22 @@ export function prepareStatements(db: Database.Database) {
       [JobInsertParams]
     >(
       `INSERT INTO jobs (input_id, record_id, record_index, description, residues, sequence_hash, length, changes, status, attempts, created_at,
-         parent_record_id, parent_record_index, orf_number, orf_strand, orf_frame, orf_start, orf_end, orf_has_stop, nucleotide_length, genetic_code)
+         parent_record_id, parent_record_index, orf_number, orf_strand, orf_frame, orf_start, orf_end, orf_has_stop, nucleotide_length, genetic_code,
+         options)
        VALUES (@input_id, @record_id, @record_index, @description, @residues, @sequence_hash, @length, @changes, 'pending', 0, @created_at,
-         @parent_record_id, @parent_record_index, @orf_number, @orf_strand, @orf_frame, @orf_start, @orf_end, @orf_has_stop, @nucleotide_length, @genetic_code)`,
+         @parent_record_id, @parent_record_index, @orf_number, @orf_strand, @orf_frame, @orf_start, @orf_end, @orf_has_stop, @nucleotide_length, @genetic_code,
+         @options)`,
     ),
     // A chunk stored again after a crash skips the record indexes that are already stored.
     insertJobIfNew: db.prepare<
       [JobInsertParams]
     >(
       `INSERT INTO jobs (input_id, record_id, record_index, description, residues, sequence_hash, length, changes, status, attempts, created_at,
-         parent_record_id, parent_record_index, orf_number, orf_strand, orf_frame, orf_start, orf_end, orf_has_stop, nucleotide_length, genetic_code)
+         parent_record_id, parent_record_index, orf_number, orf_strand, orf_frame, orf_start, orf_end, orf_has_stop, nucleotide_length, genetic_code,
+         options)
        VALUES (@input_id, @record_id, @record_index, @description, @residues, @sequence_hash, @length, @changes, 'pending', 0, @created_at,
-         @parent_record_id, @parent_record_index, @orf_number, @orf_strand, @orf_frame, @orf_start, @orf_end, @orf_has_stop, @nucleotide_length, @genetic_code)
+         @parent_record_id, @parent_record_index, @orf_number, @orf_strand, @orf_frame, @orf_start, @orf_end, @orf_has_stop, @nucleotide_length, @genetic_code,
+         @options)
        ON CONFLICT (input_id, record_index) DO NOTHING`,
     ),
     jobIdsOfInput: db.prepare<[number], number>('SELECT id FROM jobs WHERE input_id = ? ORDER BY record_index').pluck(),
@@ -78,11 +82,17 @@ export function prepareStatements(db: Database.Database) {
       `SELECT j.*, i.source, i.request_id, i.origin FROM jobs j JOIN inputs i ON i.id = j.input_id WHERE j.id = ?`,
     ),
     jobStatus: db.prepare<[number], JobStatus>('SELECT status FROM jobs WHERE id = ?').pluck(),
-    pendingJobIds: db.prepare<[number], number>(`SELECT id FROM jobs WHERE status = 'pending' ORDER BY id LIMIT ?`).pluck(),
+    // A job sent back for a retry waits until its retry_after time; ISO-8601 UTC text sorts by time.
+    pendingJobIds: db.prepare<[string, number], number>(
+      `SELECT id FROM jobs WHERE status = 'pending' AND (retry_after IS NULL OR retry_after <= ?) ORDER BY id LIMIT ?`,
+    ).pluck(),
     claimJob: db.prepare<[string, number]>(
       `UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE id = ? AND status = 'pending'`,
     ),
     releaseJob: db.prepare<[number]>(`UPDATE jobs SET status = 'pending', started_at = NULL WHERE id = ? AND status = 'running'`),
+    retryJob: db.prepare<[string, number]>(
+      `UPDATE jobs SET status = 'pending', started_at = NULL, retry_after = ? WHERE id = ? AND status = 'running'`,
+    ),
     requeueRunningJobs: db.prepare(`UPDATE jobs SET status = 'pending', started_at = NULL WHERE status = 'running'`),
     markJobDone: db.prepare<[string, number]>(
       `UPDATE jobs SET status = 'done', finished_at = ?, error_code = NULL, error_message = NULL
@@ -111,8 +121,12 @@ export function prepareStatements(db: Database.Database) {
        SELECT @job_id, @model_id, sequence_hash, @prediction, @cached, @latency_ms, @queue_wait_ms, @created_at
        FROM jobs WHERE id = @job_id`,
     ),
-    latestPrediction: db.prepare<[string, string], string>(
-      'SELECT prediction FROM results WHERE sequence_hash = ? AND model_id = ? ORDER BY id DESC LIMIT 1',
+    // A prediction with per-residue output matches only requests with options.residues, and one
+    // without matches only requests without it, so results stay small unless residues were requested.
+    latestPrediction: db.prepare<[string, string, 0 | 1], string>(
+      `SELECT prediction FROM results
+       WHERE sequence_hash = ? AND model_id = ? AND (json_type(prediction, '$.residues') IS NOT NULL) = ?
+       ORDER BY id DESC LIMIT 1`,
     ).pluck(),
 
     // Rejections.
@@ -139,6 +153,25 @@ export function prepareStatements(db: Database.Database) {
     // Ids are unique integers between min(id) and max(id), so the span bounds the row count and
     // reads only the two ends of the primary key index.
     outboxIdSpan: db.prepare<[], number>('SELECT COALESCE(max(id) - min(id) + 1, 0) FROM outbox').pluck(),
+
+    // MQTT deliveries: the last request stored under each packet id.
+    redeliveredInput: db.prepare<[number, string, string], number>(
+      'SELECT input_id FROM mqtt_deliveries WHERE packet_id = ? AND payload_hash = ? AND created_at >= ?',
+    ).pluck(),
+    upsertDelivery: db.prepare<[MqttDeliveryRecord]>(
+      `INSERT INTO mqtt_deliveries (packet_id, payload_hash, input_id, created_at)
+       VALUES (@packet_id, @payload_hash, @input_id, @created_at)
+       ON CONFLICT (packet_id) DO UPDATE SET payload_hash = excluded.payload_hash, input_id = excluded.input_id, created_at = excluded.created_at`,
+    ),
+    clearDeliveries: db.prepare('DELETE FROM mqtt_deliveries'),
+
+    // Inbox ingest attempts.
+    addIngestAttempt: db.prepare<[string, string, string], number>(
+      `INSERT INTO inbox_attempts (file_key, attempts, last_error, updated_at) VALUES (?, 1, ?, ?)
+       ON CONFLICT (file_key) DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error, updated_at = excluded.updated_at
+       RETURNING attempts`,
+    ).pluck(),
+    deleteIngestAttempts: db.prepare<[string]>('DELETE FROM inbox_attempts WHERE file_key = ?'),
 
     // Counters.
     addToCounter: db.prepare<[string, number]>(

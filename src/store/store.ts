@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import type { JobSource, JobStatus, NewInput, NewJob, RejectedRecord } from '../contracts/jobs';
-import type { Prediction } from '../contracts/prediction';
+import type { Prediction, PredictOptions } from '../contracts/prediction';
 import type { BeginInputResult, EnqueueResult, InputRow, JobOutcome, JobResult, JobRow, OutboxMessage, OutboxRow } from '../contracts/store';
 import type { Logger } from '../log';
 import { openDatabase, withSynchronousFull } from './db';
@@ -23,6 +23,19 @@ export interface StoreOptions {
   dropWarningIntervalMs?: number;
 }
 
+/** The MQTT delivery of a request, with which `enqueueInput` recognizes a broker's redelivery. */
+export interface RequestDelivery {
+  /** Packet identifier of the QoS 1 or 2 PUBLISH, 1 to 65535. */
+  packetId: number;
+  /** SHA-256 of the payload, hex. */
+  payloadHash: string;
+  /**
+   * An input stored under the same packet id and hash at or after this time is taken for the
+   * same request. Null stores the delivery without looking for one.
+   */
+  redeliverySince: Date | null;
+}
+
 /** Name of the `counters` row with the total of outbox rows dropped at the bound. */
 const OUTBOX_DROPPED_COUNTER = 'outbox_dropped';
 
@@ -30,9 +43,13 @@ const OUTBOX_DROPPED_COUNTER = 'outbox_dropped';
 interface OpenState {
   db: Database.Database;
   statements: Statements;
-  enqueue: Database.Transaction<(input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) => EnqueueResult>;
+  enqueue: Database.Transaction<
+    (input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[], delivery: RequestDelivery | null) => EnqueueResult
+  >;
+  publish: Database.Transaction<(publications: OutboxMessage[]) => void>;
   claim: Database.Transaction<(limit: number) => JobRow[]>;
   release: Database.Transaction<(jobIds: number[]) => number>;
+  retry: Database.Transaction<(jobIds: number[], retryAfter: string) => number>;
   complete: Database.Transaction<(jobId: number, result: JobResult, publications: OutboxMessage[]) => void>;
   fail: Database.Transaction<(jobId: number, code: string, message: string, publications: OutboxMessage[]) => void>;
   finish: Database.Transaction<(inputId: number, publications: OutboxMessage[]) => boolean>;
@@ -92,12 +109,16 @@ export class Store {
       db,
       statements,
       enqueue: db.transaction(
-        bounded((input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) =>
-          this.enqueueInTransaction(statements, input, jobs, rejected, publications),
+        bounded((input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[], delivery: RequestDelivery | null) =>
+          this.enqueueInTransaction(statements, input, jobs, rejected, publications, delivery),
         ),
       ),
+      publish: db.transaction(bounded((publications: OutboxMessage[]) => insertPublications(statements, publications, this.clock().toISOString()))),
       claim: db.transaction((limit: number) => this.claimInTransaction(statements, limit)),
       release: db.transaction((jobIds: number[]) => jobIds.reduce((count, id) => count + statements.releaseJob.run(id).changes, 0)),
+      retry: db.transaction((jobIds: number[], retryAfter: string) =>
+        jobIds.reduce((count, id) => count + statements.retryJob.run(retryAfter, id).changes, 0),
+      ),
       complete: db.transaction(
         bounded((jobId: number, result: JobResult, publications: OutboxMessage[]) =>
           this.completeInTransaction(statements, jobId, result, publications),
@@ -149,10 +170,19 @@ export class Store {
    * Stores an input with its jobs, rejected records and messages in one durable transaction.
    * When an input with the same key exists, inserts nothing and returns its id and job ids.
    * An input without jobs is stored as open too, so the caller finishes it with `finishInput`.
+   * With a `delivery`, an input stored under the same packet id and payload hash since
+   * `delivery.redeliverySince` counts as the same input too, and the delivery is recorded
+   * under its packet id in the same transaction.
    */
-  enqueueInput(input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]): EnqueueResult {
+  enqueueInput(
+    input: NewInput,
+    jobs: NewJob[],
+    rejected: RejectedRecord[],
+    publications: OutboxMessage[],
+    delivery: RequestDelivery | null = null,
+  ): EnqueueResult {
     const state = this.requireOpen();
-    const result = this.commit(state, () => state.enqueue.immediate(input, jobs, rejected, publications));
+    const result = this.commit(state, () => state.enqueue.immediate(input, jobs, rejected, publications, delivery));
     if (result.inserted) {
       this.logger.debug({ inputId: result.inputId, jobs: jobs.length, rejected: rejected.length }, 'input stored');
     } else {
@@ -215,9 +245,54 @@ export class Store {
     }
   }
 
-  /** Returns the prediction of the latest result for this sequence hash and model, or null. */
-  findCachedPrediction(sequenceHash: string, modelId: string): Prediction | null {
-    const json = this.requireOpen().statements.latestPrediction.get(sequenceHash, modelId);
+  /**
+   * Moves running jobs back to pending, to be claimed no earlier than `retryAfter`, after a
+   * failed inference. `attempts` keeps counting the claim.
+   */
+  retryJobs(jobIds: number[], retryAfter: Date): void {
+    if (jobIds.length === 0) return;
+    const moved = this.requireOpen().retry.immediate(jobIds, retryAfter.toISOString());
+    if (moved < jobIds.length) {
+      this.logger.warn({ requested: jobIds.length, moved }, 'some jobs sent back for a retry were not running');
+    }
+  }
+
+  /**
+   * Forgets every recorded MQTT delivery, for a new MQTT session, whose packet ids are
+   * unrelated to those of the old one. Returns the number forgotten.
+   */
+  clearMqttDeliveries(): number {
+    return this.requireOpen().statements.clearDeliveries.run().changes;
+  }
+
+  /** Adds messages to the outbox in one durable transaction. */
+  addPublications(publications: OutboxMessage[]): void {
+    if (publications.length === 0) return;
+    const state = this.requireOpen();
+    this.commit(state, () => state.publish.immediate(publications));
+  }
+
+  /** Counts one more failed ingest attempt of an inbox file, durably, and returns its attempts so far. */
+  recordIngestFailure(fileKey: string, message: string): number {
+    const state = this.requireOpen();
+    return withSynchronousFull(state.db, () => {
+      const attempts = state.statements.addIngestAttempt.get(fileKey, message, this.clock().toISOString());
+      if (attempts === undefined) throw new Error(`counting an ingest attempt of ${fileKey} returned no row`);
+      return attempts;
+    });
+  }
+
+  /** Forgets the failed ingest attempts of an inbox file. */
+  clearIngestFailures(fileKey: string): void {
+    this.requireOpen().statements.deleteIngestAttempts.run(fileKey);
+  }
+
+  /**
+   * Returns the prediction of the latest result for this sequence hash and model, or null. With
+   * `options.residues` only a prediction with per-residue output matches, and without it only one without.
+   */
+  findCachedPrediction(sequenceHash: string, modelId: string, options?: PredictOptions): Prediction | null {
+    const json = this.requireOpen().statements.latestPrediction.get(sequenceHash, modelId, options?.residues === true ? 1 : 0);
     return json === undefined ? null : (JSON.parse(json) as Prediction);
   }
 
@@ -371,13 +446,15 @@ export class Store {
     jobs: NewJob[],
     rejected: RejectedRecord[],
     publications: OutboxMessage[],
+    delivery: RequestDelivery | null,
   ): EnqueueResult {
-    const existingId = statements.inputIdByKey.get(input.inputKey);
+    const createdAt = this.clock().toISOString();
+    const existingId = statements.inputIdByKey.get(input.inputKey) ?? findRedelivery(statements, delivery);
     if (existingId !== undefined) {
+      if (delivery !== null) recordDelivery(statements, delivery, existingId, createdAt);
       return { inputId: existingId, inserted: false, jobIds: statements.jobIdsOfInput.all(existingId) };
     }
 
-    const createdAt = this.clock().toISOString();
     const inputId = Number(
       statements.insertInput.run(inputParameters(input, createdAt)).lastInsertRowid,
     );
@@ -385,6 +462,7 @@ export class Store {
     const jobIds = jobs.map((job) => Number(statements.insertJob.run(jobParameters(inputId, job, createdAt)).lastInsertRowid));
     for (const record of rejected) statements.insertRejection.run(rejectionParameters(inputId, record, createdAt));
     insertPublications(statements, publications, createdAt);
+    if (delivery !== null) recordDelivery(statements, delivery, inputId, createdAt);
     return { inputId, inserted: true, jobIds };
   }
 
@@ -428,7 +506,7 @@ export class Store {
 
   private claimInTransaction(statements: Statements, limit: number): JobRow[] {
     const startedAt = this.clock().toISOString();
-    const ids = statements.pendingJobIds.all(limit);
+    const ids = statements.pendingJobIds.all(startedAt, limit);
     for (const id of ids) statements.claimJob.run(startedAt, id);
     return ids.map((id) => readJob(statements, id));
   }
@@ -495,6 +573,7 @@ function jobParameters(inputId: number, job: NewJob, createdAt: string) {
     changes: JSON.stringify(job.sequence.changes),
     created_at: createdAt,
     ...orfColumns(job),
+    options: job.options ? JSON.stringify(job.options) : null,
   };
 }
 
@@ -521,6 +600,16 @@ function insertPublications(statements: Statements, publications: OutboxMessage[
       created_at: createdAt,
     });
   }
+}
+
+/** Returns the input stored under the delivery's packet id and hash within its window, if any. */
+function findRedelivery(statements: Statements, delivery: RequestDelivery | null): number | undefined {
+  if (delivery === null || delivery.redeliverySince === null) return undefined;
+  return statements.redeliveredInput.get(delivery.packetId, delivery.payloadHash, delivery.redeliverySince.toISOString());
+}
+
+function recordDelivery(statements: Statements, delivery: RequestDelivery, inputId: number, createdAt: string): void {
+  statements.upsertDelivery.run({ packet_id: delivery.packetId, payload_hash: delivery.payloadHash, input_id: inputId, created_at: createdAt });
 }
 
 /** Deletes the outbox rows beyond the newest `maxRows` and counts them. Call inside a transaction. */

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { ErrorMessage } from '../../src/contracts/topics';
 import type { InboxStore } from '../../src/intake/processor';
+import type { IngestAttemptStore } from '../../src/intake/inbox';
 import type { ErrorsFile, ResultsFile } from '../../src/intake/results';
 import { completeAllPendingJobs, createInboxFixture, listFolder, waitFor, type InboxFixture } from './helpers';
 
@@ -164,7 +165,7 @@ describe('inbox formats', () => {
     // A store whose third chunk fails, as a power cut in the middle of a file would.
     const store = fixture.store;
     let appends = 0;
-    const failingStore: InboxStore = {
+    const failingStore: InboxStore & IngestAttemptStore = {
       findInputByKey: (key) => store.findInputByKey(key),
       beginInput: (input) => store.beginInput(input),
       appendInputRecords: (inputId, jobs, rejected, publications) => {
@@ -178,6 +179,8 @@ describe('inbox formats', () => {
       inputRejections: (inputId) => store.inputRejections(inputId),
       finishInput: (inputId, publications) => store.finishInput(inputId, publications),
       getInput: (inputId) => store.getInput(inputId),
+      recordIngestFailure: (fileKey, message) => store.recordIngestFailure(fileKey, message),
+      clearIngestFailures: (fileKey) => store.clearIngestFailures(fileKey),
     };
     const crashed = fixture.newWatcher({ chunkRecords: 2, store: failingStore });
     await crashed.start();
