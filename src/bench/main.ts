@@ -4,11 +4,13 @@ import path from 'node:path';
 import { bundledModelDir } from '../config/load';
 import { measureCacheLatency, predictOnce } from './cache-latency';
 import { measureDaemonMemory } from './daemon-memory';
+import { printModelFormats } from './model-formats';
 import { measureModelLatency, syntheticProtein } from './model-latency';
 
 const RUNS = 30;
 const CACHE_LOOKUPS = 10_000;
 const PROTEIN_RESIDUES = 400;
+const FORMAT_ROUNDS = 20;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -27,7 +29,8 @@ const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MiB`;
  * Prints the model latency for one 400-residue protein with one thread against
  * onnxruntime's default thread count, and the daemon's resident memory before and after an
  * inbox of 200 proteins, all measured in this run. It also prints the latency of an exact
- * in-memory cache hit next to the model latency.
+ * in-memory cache hit next to the model latency, and the latency and output differences of the
+ * model's BitLinear kernels rewritten as float32, int8 and MatMulNBits graphs.
  */
 async function main(): Promise<void> {
   const modelDir = process.env.BITNET_EDGE_MODEL_DIR ?? bundledModelDir();
@@ -57,6 +60,9 @@ async function main(): Promise<void> {
   console.log(`  idle after start: ${mib(memory.idleRssBytes)}`);
   console.log(`  after the inbox:  ${mib(memory.rssAfterBytes)} (peak ${mib(memory.peakRssBytes)})`);
   console.log(`  inbox file to done/: ${memory.secondsToDone.toFixed(1)} s, ${(memory.proteins / memory.secondsToDone).toFixed(1)} proteins/s`);
+
+  const repoRoot = path.resolve(__dirname, '..', '..');
+  await printModelFormats({ modelDir, repoRoot, rounds: FORMAT_ROUNDS, warmUpRounds: 3 });
 }
 
 main().catch((err: unknown) => {
