@@ -262,30 +262,15 @@ def training_text(manifest: dict, twin_summary: dict | None, config: dict) -> st
 
 
 def onnx_text(path: Path) -> str | None:
-    """Render the JSON written by `bitnet-edge model verify --json`, when present."""
+    """Quote the output of `bitnet-edge model verify` saved in `path`, when present.
+
+    Its first line is the command that produced it.
+    """
     if not path.exists():
         return None
-    check = json.loads(path.read_text())
-    return "`" + check.get("command", "bitnet-edge model verify") + "`:\n\n```\n" + json.dumps(check, indent=1)[:4000] + "\n```"
-
-
-def gap_text(methods: dict) -> str:
-    if "full precision" not in methods:
-        return "The full-precision twin was not trained (`python3 -m training.build --twin`), so no gap is reported."
-    ternary, twin = methods["ternary"], methods["full precision"]
-    parts = []
-    for aspect, title in ASPECTS:
-        parts.append(f"GO {aspect} Fmax {cell(ternary['go'][aspect]['all']['fmax'])} vs "
-                     f"{cell(twin['go'][aspect]['all']['fmax'])}")
-    parts.append(f"localization micro F1 {cell(ternary['localization']['all']['microF1'])} vs "
-                 f"{cell(twin['localization']['all']['microF1'])}")
-    parts.append(f"function micro F1 {cell(ternary['function']['all']['microF1'])} vs "
-                 f"{cell(twin['function']['all']['microF1'])}")
-    if "domain" in ternary and "domain" in twin:
-        parts.append(f"domain residue F1 {cell(ternary['domain']['all']['residue']['f1'])} vs "
-                     f"{cell(twin['domain']['all']['residue']['f1'])}")
-    parts.append(f"perplexity {cell(ternary['lm']['all']['perplexity'], 2)} vs {cell(twin['lm']['all']['perplexity'], 2)}")
-    return "Ternary against full precision on all test proteins: " + "; ".join(parts) + "."
+    command, _, output = path.read_text().partition("\n")
+    return (f"`{command.lstrip('$ ').strip()}` (onnxruntime-node, the graph the daemon loads, every test protein, "
+            f"per-residue outputs at their first 16 positions):\n\n```\n{output.strip()}\n```")
 
 
 def main(argv=None) -> int:
@@ -343,7 +328,7 @@ def main(argv=None) -> int:
     twin_summary_path = run_dir / "twin" / "train_summary.json"
     twin_summary = json.loads(twin_summary_path.read_text()) if twin_summary_path.exists() else None
     report["trainingText"] = training_text(manifest, twin_summary, config)
-    report["onnxText"] = onnx_text(run_dir / "onnx-check.json")
+    report["onnxText"] = onnx_text(run_dir / "onnx-check.txt")
     report["wallSeconds"] = round(time.monotonic() - started)
     out = arguments.out or run_dir / "model-evaluation.md"
     out.write_text(render(report))
