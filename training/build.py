@@ -29,6 +29,7 @@ from . import data, domains
 from .evaluate import DOMAIN_MAX_GAP, DOMAIN_MIN_LENGTH, evaluate, evaluation_sets, predict, unigram_perplexity
 from .export import OPSET, export_onnx, write_reference
 from .model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, VOCAB, count_parameters
+from .domain_head import fit_domain_head
 from .model_card import write_model_card
 from .quantize import quantize_model
 from .train import build_model, train
@@ -46,6 +47,32 @@ RUNTIME_FORMAT_NOTE = ("int8: each BitLinear is a MatMulInteger of the per-token
                        "the same codes dequantized to float32")
 
 
+def refit_domain_head(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: bool) -> None:
+    """Refit the domain head of checkpoint_dir/final.pt (frozen ternary or float) into domain_head.pt."""
+    dataset = json.loads(labels_path.read_text())
+    meta = dataset["meta"]
+    if not meta.get("domainFamilies") or "domain_head" not in config["train"]:
+        return
+    torch.set_num_threads(config["train"]["threads"])
+    model = build_model(config["model"], meta)
+    model.load_state_dict(torch.load(checkpoint_dir / "final.pt")["model"])
+    if ternary:
+        model.set_quantization("ternary")
+        model.freeze()
+    summary = fit_domain_head(model, dataset["records"], meta["domainFamilies"], config, config["seed"])
+    torch.save({"domain_head": model.domain_head.state_dict(), "summary": summary}, checkpoint_dir / "domain_head.pt")
+
+
+def load_domain_head(model, checkpoint_dir: Path) -> dict | None:
+    """Put the refitted domain head into model when checkpoint_dir has one; return its summary."""
+    path = checkpoint_dir / "domain_head.pt"
+    if model.domain_head is None or not path.exists():
+        return None
+    saved = torch.load(path)
+    model.domain_head.load_state_dict(saved["domain_head"])
+    return saved["summary"]
+
+
 def write_runtime_graph(exported: Path, out: Path) -> None:
     graph = quantize_model(onnx.load(str(exported)), "int8")
     onnx.checker.check_model(graph)
@@ -53,7 +80,7 @@ def write_runtime_graph(exported: Path, out: Path) -> None:
     log.info("wrote %s (%d bytes)", out, out.stat().st_size)
 
 
-STEPS = ["extract", "subset", "cluster", "domains", "labels", "train", "export"]
+STEPS = ["extract", "subset", "cluster", "domains", "labels", "train", "domain_head", "export"]
 
 
 def parse_arguments(argv=None):
@@ -256,7 +283,11 @@ def main(argv=None) -> int:
 
     if arguments.twin:
         twin_config = dict(config, train=dict(config["train"], full_precision=True))
-        train(twin_config, labels_path, run_dir / "twin", arguments.wall_seconds)
+        twin_dir = run_dir / "twin"
+        if step_needed("train", twin_dir / "final.pt", redo):
+            train(twin_config, labels_path, twin_dir, arguments.wall_seconds)
+        if step_needed("domain_head", twin_dir / "domain_head.pt", redo):
+            refit_domain_head(twin_config, labels_path, twin_dir, ternary=False)
         return 0
 
     checkpoint_dir = run_dir / "checkpoints"
@@ -264,6 +295,8 @@ def main(argv=None) -> int:
     if step_needed("train", final_checkpoint, redo):
         train(config, labels_path, checkpoint_dir, arguments.wall_seconds)
     train_summary = json.loads((checkpoint_dir / "train_summary.json").read_text())
+    if step_needed("domain_head", checkpoint_dir / "domain_head.pt", redo):
+        refit_domain_head(config, labels_path, checkpoint_dir, ternary=True)
 
     with open(labels_path) as handle:
         dataset = json.load(handle)
@@ -273,6 +306,7 @@ def main(argv=None) -> int:
     model.set_quantization("ternary")
     parameters = count_parameters(model)
     model.freeze()
+    domain_head_summary = load_domain_head(model, checkpoint_dir)
     exported = export_onnx(model, out / EXPORTED_ONNX)
     write_runtime_graph(out / EXPORTED_ONNX, out / RUNTIME_ONNX)
 
@@ -316,6 +350,7 @@ def main(argv=None) -> int:
         "schedule": (f"float32 until {config['train']['int8_from']:.0%} of the run, int8 weights until "
                      f"{config['train']['ternary_from']:.0%}, then ternary weights; int8 activations from the int8 phase on"),
         "machine": machine_description(),
+        "domainHeadRefit": domain_head_summary,
     }
     manifest = write_manifest(out, config, meta, thresholds, metrics, provenance, parameters, exported)
     write_model_card(out, manifest, meta)

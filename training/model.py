@@ -179,6 +179,10 @@ class ProteinBitNet(nn.Module):
         for layer in self.bit_linears():
             layer.freeze()
 
+    def final_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Return the final LayerNorm's states [batch, seq, d_model] of right-padded input."""
+        return self(input_ids, (input_ids != PAD_ID).long())["final_states"]
+
     def empty_past(self, batch: int):
         """Return zero-length keys/values for every layer and a zero state sum."""
         shape = (batch, self.heads, 0, self.head_dim)
@@ -216,6 +220,7 @@ class ProteinBitNet(nn.Module):
         if self.domain_head is not None:
             outputs["domain_logits"] = self.domain_head(x)
         outputs["lm_logits"] = self.lm_head(x)
+        outputs["final_states"] = x
         outputs["present"] = present
         outputs["state_sum"] = state_sum
         return outputs

@@ -142,7 +142,7 @@ function report(
   const positions = reference.positions === null ? 'all positions' : `first ${reference.positions} positions`;
   const lines = [
     `model ${engine.manifest.name} (${engine.modelId})`,
-    `reference ${referenceFile}: ${reference.sequences.length} sequences, ${positions}, torch ${reference.torchVersion ?? 'unknown'}`,
+    `reference ${path.relative(process.cwd(), referenceFile) || referenceFile}: ${reference.sequences.length} sequences, ${positions}, torch ${reference.torchVersion ?? 'unknown'}`,
     'largest absolute difference from the reference:',
     `${'output'.padEnd(24)}${'one pass'.padStart(14)}${'prefix split'.padStart(14)}`,
   ];

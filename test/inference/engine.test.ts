@@ -4,7 +4,7 @@ import { Worker, type WorkerOptions } from 'node:worker_threads';
 import pino from 'pino';
 import { bundledModelDir } from '../../src/config/load';
 import type { Prediction } from '../../src/contracts/prediction';
-import { InferenceEngine, type InferenceEngineOptions } from '../../src/inference/engine';
+import { DEFAULT_MAX_BATCH_TOKENS, InferenceEngine, type InferenceEngineOptions } from '../../src/inference/engine';
 import { logSoftmaxAt } from '../../src/inference/language-model';
 import type { Manifest } from '../../src/inference/manifest';
 import { sigmoid } from '../../src/inference/postprocess';
@@ -57,10 +57,18 @@ const { InferenceSession, Tensor } = require('onnxruntime-node');
 (async () => {
   const session = await InferenceSession.create(workerData.onnxPath);
   const dims = [1, workerData.ids.length];
-  const results = await session.run({
+  const feeds = {
     [workerData.inputIdsName]: new Tensor('int64', BigInt64Array.from(workerData.ids.map(BigInt)), dims),
     [workerData.attentionMaskName]: new Tensor('int64', new BigInt64Array(workerData.ids.length).fill(1n), dims),
-  });
+  };
+  const cache = workerData.prefixCache;
+  if (cache) {
+    for (const name of [...cache.pastKeys, ...cache.pastValues]) {
+      feeds[name] = new Tensor('float32', new Float32Array(0), [1, cache.heads, 0, cache.headDim]);
+    }
+    feeds[cache.pastStateSum] = new Tensor('float32', new Float32Array(cache.dModel), [1, cache.dModel]);
+  }
+  const results = await session.run(feeds);
   const outputs = {};
   for (const name of workerData.outputNames) outputs[name] = Array.from(results[name].data);
   await session.release();
@@ -83,6 +91,7 @@ async function runGraphDirectly(manifest: Manifest, residues: string) {
       ids,
       inputIdsName: manifest.inputs.inputIds,
       attentionMaskName: manifest.inputs.attentionMask,
+      prefixCache: manifest.prefixCache ?? null,
       outputNames: [heads.localization.output, heads.go.output, heads.lm.output],
     },
   });
@@ -251,8 +260,9 @@ describeWithModel('InferenceEngine with the bundled model', () => {
     expect(predictions[1].windows).toBe(1);
     expect(after.inferences).toBe(before.inferences + 3);
     expect(after.windows).toBe(before.windows + windows);
-    // The 512-token windows of both long sequences share batches of up to 8 rows.
-    expect(after.batches).toBe(before.batches + 1 + Math.ceil((windows - 1) / 8));
+    // The 512-token windows of both long sequences share batches of up to 8 rows within the token limit.
+    const rowsPerBatch = Math.min(8, Math.floor(DEFAULT_MAX_BATCH_TOKENS / 512));
+    expect(after.batches).toBe(before.batches + 1 + Math.ceil((windows - 1) / rowsPerBatch));
   });
 
   test('returns predictions in input order', async () => {
@@ -444,7 +454,7 @@ describeWithModel('InferenceEngine lifecycle', () => {
     const starting = engine.start();
 
     await expect(starting).rejects.toThrow(`cannot start inference with the model in ${dir}`);
-    await expect(starting).rejects.toThrow(`onnxruntime failed to load ${path.join(dir, 'model.onnx')}`);
+    await expect(starting).rejects.toThrow(`onnxruntime failed to load ${path.join(dir, String(manifest.onnxFile))}`);
     expect(engine.running).toBe(false);
   });
 });

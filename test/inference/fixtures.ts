@@ -53,8 +53,9 @@ export function makeTempDir(prefix: string): string {
 }
 
 /**
- * Writes a model package whose model.onnx is `graphBytes` (not a loadable graph unless the bytes
- * are one) and whose manifest is `manifest` with modelId set to the true hash unless given.
+ * Writes a model package whose graph file (the manifest's onnxFile, model.onnx by default) is
+ * `graphBytes` (not a loadable graph unless the bytes are one) and whose manifest is `manifest`
+ * with modelId set to the true hash unless given.
  */
 export function writePackage(
   dir: string,
@@ -63,7 +64,8 @@ export function writePackage(
   options: { keepModelId?: boolean } = {},
 ): void {
   const modelId = `sha256:${createHash('sha256').update(graphBytes).digest('hex')}`;
-  writeFileSync(path.join(dir, 'model.onnx'), graphBytes);
+  const onnxFile = typeof manifest.onnxFile === 'string' ? manifest.onnxFile : 'model.onnx';
+  writeFileSync(path.join(dir, onnxFile), graphBytes);
   const written = options.keepModelId ? manifest : { ...manifest, modelId };
   writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(written, null, 2));
 }
