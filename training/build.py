@@ -218,7 +218,7 @@ def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metric
                                   "(group = one output row) in every BitLinear (fused QKV, attention output, FFN in/out); "
                                   "stored as int8 initializers and dequantized in the graph",
             "activationQuantization": "int8 per token absmax (fake-quantized in float32) at the input of every BitLinear, after its LayerNorm",
-            "fullPrecision": "token embedding, final LayerNorm and the four heads (float32)",
+            "fullPrecision": "token embedding, final LayerNorm and the five heads (float32)",
             "pooling": "masked mean of the final hidden states over attention_mask",
             "onnxOpset": OPSET,
         },

@@ -45,6 +45,21 @@ def write_model_card(out: Path, manifest: dict, meta: dict) -> None:
         [name, values["labels"], values["proteins"], values["fmax"], values["threshold"], values["frequencyBaselineFmax"]]
         for name, values in metrics["go"].items()
     ]
+    refit = training.get("domainHeadRefit")
+    domain_refit_line = (
+        f"- Domain head refit after training: the network frozen (ternary), the domain head alone fitted for "
+        f"{refit['steps']} steps of {config['train']['domain_head']['batch_residues']} residues with class weights "
+        f"that give every class the same total weight, on {refit['proteins']} training proteins "
+        f"({refit['proteinsWithDomains']} with a domain), in {refit['seconds']} s.\n"
+        if refit else "")
+    domain_limit_line = ""
+    if "domain" in metrics:
+        domain = metrics["domain"]
+        domain_limit_line = (
+            f"- The domain head is weak: residue F1 {domain['residue']['f1']} and span F1 {domain['span']['f1']} on the "
+            f"test proteins, with {domain['predictedSpans']} spans predicted against {domain['trueSpans']} true ones, "
+            f"so most reported spans are false. Only {domain['proteinsWithDomains']} test proteins carry one of the "
+            f"families, so these figures are also noisy. Treat `domains` as a placeholder for a larger model.\n")
     domain_section = ""
     if "domain" in heads and "domain" in metrics:
         domain = metrics["domain"]
@@ -121,7 +136,7 @@ per-row scales make up the rest. Kernel format: {manifest.get('weightFormat', 'c
 - Loss: cross-entropy for the next residue and for the per-residue domain class, plus binary
   cross-entropy for each classification head,
   weights {', '.join(f'{k} {v}' for k, v in config['train']['loss_weights'].items())}.
-- AdamW, peak learning rate {config['train']['lr']}, {config['train']['warmup_steps']} warm-up steps then cosine decay,
+{domain_refit_line}- AdamW, peak learning rate {config['train']['lr']}, {config['train']['warmup_steps']} warm-up steps then cosine decay,
   weight decay {config['train']['weight_decay']}, gradient clipping at {config['train']['clip_norm']},
   batch {config['train']['batch_size']}, random crops of {config['train']['crop_length']} tokens
   ({config['train']['long_crop_fraction']:.0%} of the batches use {config['train']['long_crop_length']}).
@@ -172,7 +187,7 @@ The full evaluation against the float32 twin, term frequency and DIAMOND, per id
   quality on longer inputs, and at positions beyond the crop length, is less certain.
 - Training saw {training['sequencesSeen']} sequences, fewer than one pass over the
   {splits.get('train', 0)} training proteins.
-- Only the Pfam families listed above are predicted, since hmmer-examples ships no more profiles;
+{domain_limit_line}- Only the Pfam families listed above are predicted, since hmmer-examples ships no more profiles;
   their spans come from a causal model, so a residue's domain class is predicted from the residues
   before it, and domain starts are found late.
 - The model is small and trained for {training['wallSeconds']} s on a CPU: it is meant for the daemon's
