@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: 'the message or file is larger than the configured limit',
   UNSUPPORTED_FORMAT: 'the input format is not supported',
   CORRUPT_GZIP: 'the input starts with the gzip magic bytes but is corrupt or truncated',
+  INVALID_VARIANT: 'a variant is malformed, lies outside the sequence, names the wrong wild-type residue or changes a position twice',
+  TOO_MANY_VARIANTS: 'the variant request lists more variants than variants.maxVariants allows',
   NO_ORF_FOUND: 'the DNA or RNA record has no open reading frame of the minimum length on either strand',
   INFERENCE_FAILED: 'the model failed on this sequence',
   QUARANTINED: 'the sequence failed inference in every allowed attempt (queue.maxAttempts), so it is not retried',

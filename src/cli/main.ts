@@ -6,6 +6,7 @@ import { runDaemon } from './run';
 import { runPredict } from './predict';
 import { runModelInfo } from './model-info';
 import { DEFAULT_VERIFY_TOLERANCE, runModelVerify } from './model-verify';
+import { runVariants } from './variants';
 
 const USAGE = `Usage: bitnet-edge <command> [options]
 
@@ -14,6 +15,7 @@ Commands:
   predict FILE|-           predict every record of a FASTA file (or stdin) and print the results
   model info               print the model's manifest summary
   model verify             compare the model's onnxruntime outputs with the PyTorch reference outputs
+  variants                 score substitutions of one protein: log-likelihood ratios against the wild type
 
 Options:
   -c, --config FILE        YAML configuration file (default: none; BITNET_EDGE_CONFIG also works)
@@ -22,6 +24,12 @@ Options:
       --residues           predict: add per-residue probabilities to each prediction
       --reference FILE     model verify: reference outputs (default: reference.json in the model folder)
       --tolerance NUMBER   model verify: largest accepted absolute difference (default: ${DEFAULT_VERIFY_TOLERANCE})
+      --sequence SEQ       variants: the protein, as amino-acid letters
+      --fasta FILE         variants: a FASTA file (or - for stdin) with the one protein
+      --variant A123G      variants: a substitution, 1-based; join several with ":" (A123G:K130R); repeatable
+      --all                variants: every single substitution (19 per residue)
+      --no-prefix-cache    variants: run every variant from the start instead of after cached keys and values
+      --json               variants: print the whole reply as JSON, with each variant's predictions
   -h, --help               show this help
   -v, --version            print the version
 
@@ -43,6 +51,12 @@ async function main(argv: string[]): Promise<number> {
         residues: { type: 'boolean' },
         reference: { type: 'string' },
         tolerance: { type: 'string' },
+        sequence: { type: 'string' },
+        fasta: { type: 'string' },
+        variant: { type: 'string', multiple: true },
+        all: { type: 'boolean' },
+        'no-prefix-cache': { type: 'boolean' },
+        json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -87,6 +101,23 @@ async function main(argv: string[]): Promise<number> {
         modelDir: values.model,
         options: values.residues ? { residues: true } : {},
       });
+    case 'variants': {
+      const variants = values.variant ?? [];
+      if ((values.sequence === undefined) === (values.fasta === undefined) || (variants.length > 0) === (values.all === true) || rest.length > 0) {
+        process.stderr.write(`variants takes --sequence SEQ or --fasta FILE, and --variant A123G (repeatable) or --all\n\n${USAGE}\n`);
+        return EXIT_USAGE;
+      }
+      return runVariants({
+        sequence: values.sequence,
+        fastaFile: values.fasta,
+        variants,
+        all: values.all === true,
+        prefixCache: values['no-prefix-cache'] !== true,
+        json: values.json === true,
+        configFile: values.config,
+        modelDir: values.model,
+      });
+    }
     case 'model':
       if (rest[0] === 'info') return runModelInfo({ configFile: values.config, modelDir: values.model });
       if (rest[0] === 'verify') {

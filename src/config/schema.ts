@@ -85,6 +85,12 @@ const queue = z
       .default(1000)
       .describe('wait before the second attempt of a job whose inference failed, doubled for each further attempt, in ms; 0 retries at once'),
     retryBackoffMaxMs: z.number().int().min(0).default(60_000).describe('maximum wait between two attempts of a job, in ms'),
+    batchWaitMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe('maximum wait for more jobs when fewer than a full batch are pending, in ms; 0 runs them at once'),
     idleCheckpointMs: z
       .number()
       .int()
@@ -99,6 +105,18 @@ const model = z
   .object({
     dir: z.string().min(1).optional().describe('model folder with model.onnx and manifest.json; default the bundled model'),
     intraOpThreads: z.number().int().min(0).default(0).describe('onnxruntime intra-op threads; 0 lets onnxruntime choose'),
+    // onnxruntime's CPU arena keeps the memory of the largest run, so this limit sets most of the daemon's peak memory.
+    maxBatchTokens: z
+      .number()
+      .int()
+      .min(1)
+      .default(1024)
+      .describe('maximum tokens of one model run, padding included; a longer window runs alone'),
+    padToFixedLengths: z.boolean().default(false).describe('pad every model run to 64, 128, 256 or 512 tokens'),
+    allowSpinning: z
+      .boolean()
+      .default(false)
+      .describe('let idle onnxruntime threads spin-wait for work: shorter runs on an idle CPU, a busy core between runs'),
   })
   .strict()
   .default({});
@@ -141,6 +159,41 @@ const cache = z
       .min(0)
       .default(16_777_216)
       .describe('estimated size limit of the in-memory result cache in front of SQLite, in bytes; 0 disables it'),
+    prefixMaxBytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(33_554_432)
+      .describe('estimated size limit of the prefix (key/value) cache of variant scoring, in bytes; 0 disables it'),
+    prefixBlockResidues: z
+      .number()
+      .int()
+      .min(1)
+      .max(512)
+      .default(16)
+      .describe('residues per prefix-cache block; a variant reuses the cached past up to the last block boundary before its first change'),
+  })
+  .strict()
+  .default({});
+
+const http = z
+  .object({
+    enabled: z.boolean().default(false).describe('serve the JSON API (POST /v1/variants, GET /healthz)'),
+    host: z.string().min(1).default('127.0.0.1').describe('address the HTTP server listens on; 127.0.0.1 keeps it on this machine'),
+    port: z.number().int().min(0).max(65535).default(8080).describe('TCP port of the HTTP server (0 picks a free port)'),
+    maxBodyBytes: z.number().int().positive().default(1_048_576).describe('largest accepted HTTP request body in bytes'),
+  })
+  .strict()
+  .default({});
+
+const variants = z
+  .object({
+    maxVariants: z
+      .number()
+      .int()
+      .positive()
+      .default(20_000)
+      .describe('most variants scored for one request, "all" included (19 per residue)'),
   })
   .strict()
   .default({});
@@ -161,6 +214,8 @@ export const configSchema = z
     sequence,
     telemetry,
     cache,
+    http,
+    variants,
     shutdownDeadlineMs: z.number().int().min(100).default(10_000).describe('hard limit for a graceful stop in ms'),
   })
   .strict();

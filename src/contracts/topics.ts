@@ -9,6 +9,10 @@ export interface Topics {
   request: string;
   predictions: string;
   response: string;
+  /** Variant-scoring requests (subscribed). */
+  variantsRequest: string;
+  /** Replies to variant-scoring requests without an MQTT 5 response topic. */
+  variantsResponse: string;
   errors: string;
   telemetry: string;
   status: string;
@@ -21,6 +25,8 @@ export function buildTopics(baseTopic: string, deviceId: string): Topics {
     request: `${root}/request/predict`,
     predictions: `${root}/predictions`,
     response: `${root}/response/predict`,
+    variantsRequest: `${root}/request/variants`,
+    variantsResponse: `${root}/response/variants`,
     errors: `${root}/errors`,
     telemetry: `${root}/telemetry`,
     status: `${root}/status`,

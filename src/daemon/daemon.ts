@@ -13,12 +13,18 @@ import { Metrics } from '../telemetry/metrics';
 import { TelemetrySampler } from '../telemetry/sampler';
 import { JobProcessor } from '../queue/processor';
 import { ResultCache } from '../cache/result-cache';
+import { PrefixCache } from '../cache/prefix-cache';
+import { HttpServer } from '../http/server';
+import { VariantService } from '../variants/service';
+import { VariantRequestIntake } from '../variants/mqtt-intake';
 import { RequestIntake } from './mqtt-requests';
 import { brokerUrl, planBroker } from './broker-choice';
 import { IdleCheckpoint } from './idle-checkpoint';
 
 /** Jobs sent to the model at once. */
 const BATCH_SIZE = 8;
+/** Sequence lengths in tokens that model runs are padded to when model.padToFixedLengths is set. */
+const FIXED_PAD_LENGTHS = [64, 128, 256, 512];
 const BROKER_PROBE_TIMEOUT_MS = 500;
 /** Smallest packet limit of the embedded broker: 16 MiB. */
 const EMBEDDED_BROKER_MIN_PACKET_BYTES = 16 * 1024 * 1024;
@@ -36,6 +42,8 @@ export interface DaemonEndpoints {
   topics: Topics;
   databaseFile: string;
   modelId: string;
+  /** Base URL of the HTTP API, or null when http.enabled is false. */
+  httpUrl: string | null;
 }
 
 /**
@@ -89,7 +97,14 @@ export class Daemon {
     store.open();
     this.started.push({ name: 'store', stop: () => store.close() });
 
-    const engine = new InferenceEngine({ modelDir: config.model.dir, intraOpThreads: config.model.intraOpThreads, logger: root });
+    const engine = new InferenceEngine({
+      modelDir: config.model.dir,
+      intraOpThreads: config.model.intraOpThreads,
+      maxBatchTokens: config.model.maxBatchTokens,
+      padLengths: config.model.padToFixedLengths ? FIXED_PAD_LENGTHS : [],
+      session: { allowSpinning: config.model.allowSpinning },
+      logger: root,
+    });
     await engine.start();
     this.started.push({ name: 'inference', stop: () => engine.stop() });
     // A crashed worker leaves the engine stopped; the next batch starts a fresh one.
@@ -107,6 +122,13 @@ export class Daemon {
     const url = await this.startBroker();
     const metrics = new Metrics();
     const resultCache = new ResultCache({ maxBytes: config.cache.maxBytes });
+    const prefixCache = new PrefixCache({ maxBytes: config.cache.prefixMaxBytes, blockSize: config.cache.prefixBlockResidues });
+    const variantService = new VariantService({
+      engine,
+      cache: prefixCache,
+      limits: { maxPayloadBytes: config.mqtt.maxPayloadBytes, minLength: config.sequence.minLength, maxVariants: config.variants.maxVariants },
+      logger: root,
+    });
 
     // Late-bound so the processor, the intake paths and the publisher can wake each other.
     let processor: JobProcessor | null = null;
@@ -133,17 +155,35 @@ export class Daemon {
       },
     });
 
+    const variantRequests = new VariantRequestIntake({ service: variantService, outbox: store, topics, logger: root, onCommitted });
+
     const connection = new MqttConnection({
       url,
       options: config.mqtt,
       topics,
       logger: root,
-      onRequest: (request) => requests.handle(request),
+      onRequest: (request) => (request.topic === topics.variantsRequest ? variantRequests.handle(request) : requests.handle(request)),
       onSession: (sessionPresent) => requests.sessionStarted(sessionPresent),
       onConnect: () => publisher?.notify(),
     });
     await connection.start();
     this.started.push({ name: 'mqtt', stop: () => connection.stop() });
+    this.started.push({ name: 'variant requests', stop: () => variantRequests.stop() });
+
+    let httpUrl: string | null = null;
+    if (config.http.enabled) {
+      const http = new HttpServer({
+        host: config.http.host,
+        port: config.http.port,
+        maxBodyBytes: config.http.maxBodyBytes,
+        variants: variantService,
+        health: () => ({ modelId: engine.modelId, inference: engine.running }),
+        logger: root,
+      });
+      const address = await http.start();
+      httpUrl = `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+      this.started.push({ name: 'http', stop: () => http.stop() });
+    }
 
     publisher = new OutboxPublisher({ store, connection, logger: root, maxPerSecond: config.mqtt.outboxMaxPerSecond, batchSize: 50 });
     publisher.start();
@@ -158,6 +198,7 @@ export class Daemon {
       metrics,
       logger: root,
       batchSize: BATCH_SIZE,
+      batchWaitMs: config.queue.batchWaitMs,
       maxAttempts: config.queue.maxAttempts,
       retryBackoffMs: config.queue.retryBackoffMs,
       retryBackoffMaxMs: config.queue.retryBackoffMaxMs,
@@ -210,6 +251,7 @@ export class Daemon {
         outboxDepth: store.countOutbox(),
         outboxDropped: store.outboxDroppedTotal(),
         memoryCache: resultCache.stats,
+        prefixCacheHitRatio: hitRatio(prefixCache.stats),
       }),
       store,
       publish: (topic, payload) => connection.publishVolatile(topic, payload),
@@ -224,6 +266,7 @@ export class Daemon {
       topics,
       databaseFile: store.file,
       modelId: engine.modelId,
+      httpUrl,
     };
     this.logger.info({ ...this.endpointsValue, deviceId: config.deviceId, inbox: config.folders.inbox }, 'daemon started');
     return this.endpointsValue;
@@ -261,6 +304,11 @@ export class Daemon {
       }
     }
   }
+}
+
+/** Share of prefix-cache lookups that found a cached block, or null before the first lookup. */
+function hitRatio({ hits, misses }: { hits: number; misses: number }): number | null {
+  return hits + misses > 0 ? hits / (hits + misses) : null;
 }
 
 function pendingJobs(counts: Record<string, number>): number {

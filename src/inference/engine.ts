@@ -6,7 +6,7 @@ import { packBatch, planBatches, type BatchLimits, type PackedBatch } from './ba
 import { checkGraph, headOutputs } from './graph-check';
 import { loadModelPackage, type Manifest, type ModelPackage } from './manifest';
 import { buildPrediction, createPostprocessContext, readWindowScores, type PostprocessContext, type WindowScores } from './postprocess';
-import type { CloseRequest, GraphInfo, OutputTensor, PastState, RunRequest, RunResult, WorkerInit, WorkerMessage } from './protocol';
+import type { CloseRequest, GraphInfo, OutputTensor, PastState, RunRequest, RunResult, SessionTuning, WorkerInit, WorkerMessage } from './protocol';
 import { Tokenizer, type EncodedWindow } from './tokenizer';
 import { planWindows, windowOverlap } from './windows';
 import { resolveWorkerScript } from './worker-script';
@@ -19,8 +19,15 @@ export interface InferenceEngineOptions {
   logger: Logger;
   /** Maximum number of sequences in one model run, 8 by default. */
   maxBatchSize?: number;
-  /** Maximum number of tokens in one model run, padding included, 4096 (8 × 512) by default. */
+  /** Maximum number of tokens in one model run, padding included, DEFAULT_MAX_BATCH_TOKENS by default. */
   maxBatchTokens?: number;
+  /**
+   * Sequence lengths in tokens that a batch of predict() is padded to (see BatchLimits.padLengths),
+   * ascending. Lengths above the model's maxLength are ignored. None by default.
+   */
+  padLengths?: readonly number[];
+  /** onnxruntime session settings; each one absent takes DEFAULT_SESSION_TUNING's value. */
+  session?: Partial<SessionTuning>;
   /** Factory of the worker thread, so that tests can keep a handle on it. */
   createWorker?: (script: string, options: WorkerOptions) => Worker;
 }
@@ -68,6 +75,16 @@ interface LoadedModel {
   postprocess: PostprocessContext;
 }
 
+/**
+ * Default token limit of one model run: two windows of 512 tokens. onnxruntime's CPU arena keeps
+ * the memory of the largest run. With 4096 tokens the peak resident size on 500 proteins was 100 to
+ * 160 MiB higher, and the run was no faster (docs/benchmarks.md).
+ */
+export const DEFAULT_MAX_BATCH_TOKENS = 1024;
+
+/** Session settings of the daemon. */
+export const DEFAULT_SESSION_TUNING: SessionTuning = { allowSpinning: false, cpuMemArena: true, memPattern: true };
+
 /** Time a stopping worker gets to finish its current run before it is terminated. */
 const CLOSE_TIMEOUT_MS = 10_000;
 
@@ -92,7 +109,11 @@ export class InferenceEngine {
 
   constructor(private readonly options: InferenceEngineOptions) {
     this.log = options.logger.child({ component: 'inference' });
-    this.limits = { maxBatchSize: options.maxBatchSize ?? 8, maxBatchTokens: options.maxBatchTokens ?? 4096 };
+    this.limits = {
+      maxBatchSize: options.maxBatchSize ?? 8,
+      maxBatchTokens: options.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS,
+      padLengths: options.padLengths ?? [],
+    };
   }
 
   /** `sha256:<hex>` of the loaded graph. Throws before the first successful start(). */
@@ -103,6 +124,11 @@ export class InferenceEngine {
   /** The loaded model's manifest. Throws before the first successful start(). */
   get manifest(): Manifest {
     return this.requireModel().pkg.manifest;
+  }
+
+  /** Per-model data of postprocessing, for callers that build predictions from runTokens outputs. Throws before the first successful start(). */
+  get postprocess(): PostprocessContext {
+    return this.requireModel().postprocess;
   }
 
   /** Maximum number of residues the model reads in one window. Longer sequences are read in several windows. */
@@ -171,9 +197,10 @@ export class InferenceEngine {
    * Runs rows of token ids, all of one length and without padding, after `past`, and returns the
    * raw outputs with the present state. Without `past` a model with a prefix cache reads the rows
    * on their own. Position numbering continues after the past, so rows that follow a past hold no
-   * `<bos>`. The past must have one row per token row. Not counted in `stats`.
+   * `<bos>`. The past must have one row per token row. With `options.present` false the present
+   * state is not fetched and `present` is null. Not counted in `stats`.
    */
-  async runTokens(rows: ReadonlyArray<readonly number[]>, past?: PastState): Promise<TokenRunResult> {
+  async runTokens(rows: ReadonlyArray<readonly number[]>, past?: PastState, options: { present?: boolean } = {}): Promise<TokenRunResult> {
     const model = this.requireModel();
     if (!this.handle) throw new Error('inference engine is not running; call start() first');
     if (rows.length === 0 || rows.some((row) => row.length === 0 || row.length !== rows[0].length)) {
@@ -182,8 +209,9 @@ export class InferenceEngine {
 
     const cache = model.pkg.manifest.prefixCache;
     const packed = packBatch(rows, model.pkg.manifest.tokenizer.padId);
-    const { outputs } = await this.run(this.handle, packed, false, { past, fetchPresent: cache !== undefined });
-    if (!cache) return { outputs, present: null };
+    const fetchPresent = cache !== undefined && options.present !== false;
+    const { outputs } = await this.run(this.handle, packed, false, { past, fetchPresent });
+    if (!cache || !fetchPresent) return { outputs, present: null };
 
     const take = (name: string): Float32Array => {
       const tensor = outputs[name];
@@ -218,12 +246,14 @@ export class InferenceEngine {
       windows.map(() => options[sequenceIndex]?.residues === true),
     );
     const scores = new Array<WindowScores>(encoded.length);
-    const batches = planBatches(encoded.map((window) => window.ids.length), this.limits);
+    const padLengths = (this.limits.padLengths ?? []).filter((length) => length <= model.pkg.manifest.tokenizer.maxLength);
+    const limits = { ...this.limits, padLengths };
+    const batches = planBatches(encoded.map((window) => window.ids.length), limits);
 
     await Promise.all(
       batches.map(async (indices) => {
         const members = indices.map((index) => encoded[index]);
-        const packed = packBatch(members.map((window) => window.ids), model.pkg.manifest.tokenizer.padId);
+        const packed = packBatch(members.map((window) => window.ids), model.pkg.manifest.tokenizer.padId, padLengths);
         const { outputs } = await this.run(handle, packed, counted);
         const residueRows = indices.map((index) => residueWindows[index]);
         const batchScores = readWindowScores(model.postprocess, outputs, members, packed.seqLength, residueRows);
@@ -294,6 +324,7 @@ export class InferenceEngine {
     const init: WorkerInit = {
       onnxPath: pkg.onnxPath,
       intraOpThreads: this.options.intraOpThreads,
+      session: { ...DEFAULT_SESSION_TUNING, ...this.options.session },
       inputIdsName: pkg.manifest.inputs.inputIds,
       attentionMaskName: pkg.manifest.inputs.attentionMask,
       outputNames: headOutputs(pkg).map((head) => head.output),

@@ -283,7 +283,7 @@ export class MqttConnection {
     const topics = this.config.topics;
     const announce = async (): Promise<void> => {
       await client.publishAsync(topics.status, 'online', { qos: 1, retain: true });
-      await client.subscribeAsync(topics.request, { qos: 1 });
+      await client.subscribeAsync([topics.request, topics.variantsRequest], { qos: 1 });
     };
     announce().then(
       () => {
@@ -300,7 +300,7 @@ export class MqttConnection {
    */
   private handleMessage(packet: IPublishPacket, callback: (error?: Error) => void): void {
     const topic = packet.topic;
-    if (topic !== this.config.topics.request) {
+    if (topic !== this.config.topics.request && topic !== this.config.topics.variantsRequest) {
       this.logger.warn({ topic }, 'message on an unexpected topic acknowledged and ignored');
       callback();
       return;
