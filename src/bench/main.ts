@@ -2,15 +2,33 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { bundledModelDir } from '../config/load';
+import { DEFAULT_MAX_BATCH_TOKENS } from '../inference/engine';
+import { loadModelPackage } from '../inference/manifest';
 import { measureCacheLatency, predictOnce } from './cache-latency';
-import { measureDaemonMemory } from './daemon-memory';
+import { measureDaemonRun } from './daemon-throughput';
+import { loadAverage, readCpuInfo } from './machine';
+import { measureMemoryBreakdown, type EngineVariant } from './memory-breakdown';
 import { printModelFormats } from './model-formats';
 import { measureModelLatency, syntheticProtein } from './model-latency';
+import { benchProteinsFile, readProteins } from './proteins';
+import { measureQuantizedSpeedup, printQuantizedSpeedup, type WorkloadLatency } from './quantized-speedup';
+import { measureTorchReference, printTorchReference } from './torch-reference';
+import { printVariantScan } from './variant-scan';
 
 const RUNS = 30;
 const CACHE_LOOKUPS = 10_000;
 const PROTEIN_RESIDUES = 400;
 const FORMAT_ROUNDS = 20;
+const SPEEDUP_ROUNDS = 30;
+const PROFILE_RUNS = 20;
+const TORCH_RUNS = 20;
+/** Sequences per predict() call of the model-only throughput: the daemon's job processor claims 8 jobs at once. */
+const PROCESSOR_BATCH_SIZE = 8;
+
+/** Daemon settings that lower its peak memory: one 512-token window per model run and a 1 MiB V8 young generation semi-space. */
+const LOW_MEMORY_ENV = { BITNET_EDGE_MODEL_MAX_BATCH_TOKENS: '512', NODE_OPTIONS: '--max-semi-space-size=1' };
+
+const TARGETS = { quantizedSpeedup: 2.5, torchSpeedup: 10, daemonShare: 0.85, peakRssBytes: 120e6 };
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -24,45 +42,120 @@ function freePort(): Promise<number> {
 }
 
 const mib = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MiB`;
+const load = (): string => `load average ${loadAverage()}`;
 
-/**
- * Prints the model latency for one 400-residue protein with one thread against
- * onnxruntime's default thread count, and the daemon's resident memory before and after an
- * inbox of 200 proteins, all measured in this run. It also prints the latency of an exact
- * in-memory cache hit next to the model latency, and the latency and output differences of the
- * model's BitLinear kernels rewritten as float32, int8 and MatMulNBits graphs.
- */
-async function main(): Promise<void> {
-  const modelDir = process.env.BITNET_EDGE_MODEL_DIR ?? bundledModelDir();
-  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-  console.log(`machine: ${os.cpus().length} x ${cpu}, ${os.arch()}, ${mib(os.totalmem())} RAM, Node ${process.version}`);
+function printMachine(modelDir: string): void {
+  const cpu = readCpuInfo();
+  const clock = cpu.clockMhz ? `, ${cpu.clockMhz.toFixed(0)} MHz` : '';
+  console.log(`date: ${new Date().toISOString()}`);
+  console.log(`machine: ${cpu.modelName}, ${cpu.cores} cores${clock}, flags ${cpu.kernelFlags.join(' ') || 'none of interest'}, ${os.arch()}, ${mib(os.totalmem())} RAM`);
+  console.log(`Node ${process.version}, ${load()}`);
   console.log(`model: ${modelDir}`);
+}
 
-  const protein = syntheticProtein(PROTEIN_RESIDUES, 7);
+async function printLatencies(modelDir: string, protein: string): Promise<number> {
   const single = await measureModelLatency(modelDir, protein, 1, RUNS);
   const automatic = await measureModelLatency(modelDir, protein, 0, RUNS);
-  console.log(`\nlatency of one ${PROTEIN_RESIDUES}-residue protein, predict() through the worker, ${RUNS} runs:`);
-  console.log(`  1 thread:        median ${single.medianMs.toFixed(2)} ms, p90 ${single.p90Ms.toFixed(2)} ms`);
-  console.log(`  default threads: median ${automatic.medianMs.toFixed(2)} ms, p90 ${automatic.p90Ms.toFixed(2)} ms`);
-  console.log(`  ratio 1 thread / default: ${(single.medianMs / automatic.medianMs).toFixed(2)}x`);
+  const spinning = await measureModelLatency(modelDir, protein, 0, RUNS, 3, { allowSpinning: true });
+  console.log(`\nlatency of one ${PROTEIN_RESIDUES}-residue protein, predict() through the worker, ${RUNS} runs (${load()}):`);
+  console.log(`  1 thread:                         median ${single.medianMs.toFixed(2)} ms, p90 ${single.p90Ms.toFixed(2)} ms`);
+  console.log(`  default threads, spinning off:    median ${automatic.medianMs.toFixed(2)} ms, p90 ${automatic.p90Ms.toFixed(2)} ms`);
+  console.log(`  default threads, spinning on:     median ${spinning.medianMs.toFixed(2)} ms, p90 ${spinning.p90Ms.toFixed(2)} ms`);
+  console.log(`  ratio 1 thread / default: ${(single.medianMs / automatic.medianMs).toFixed(2)}x, spinning off / on: ${(automatic.medianMs / spinning.medianMs).toFixed(2)}x`);
+  return automatic.medianMs;
+}
 
+async function printCacheLatency(modelDir: string, protein: string, inferenceMs: number): Promise<void> {
   const cache = measureCacheLatency(await predictOnce(modelDir, protein), CACHE_LOOKUPS);
-  console.log(`\nexact in-memory cache hit, ${cache.lookups} lookups, prediction JSON of ${cache.predictionJsonLength} characters:`);
+  console.log(`\n(d) exact in-memory cache hit, ${cache.lookups} lookups, prediction JSON of ${cache.predictionJsonLength} characters:`);
   console.log(`  ResultCache.get:            median ${cache.getMedianUs.toFixed(3)} us`);
   console.log(`  key + get (processor path): median ${cache.processorHitMedianUs.toFixed(3)} us`);
   console.log(`  JSON.parse of the entry:    median ${cache.jsonParseMedianUs.toFixed(3)} us`);
-  const inferenceUs = automatic.medianMs * 1000;
-  console.log(`  ratio inference (default threads) / processor hit: ${(inferenceUs / cache.processorHitMedianUs).toFixed(0)}x`);
+  console.log(`  ratio inference (default threads) / processor hit: ${((inferenceMs * 1000) / cache.processorHitMedianUs).toFixed(0)}x`);
+}
 
+async function printSpeedups(modelDir: string, repoRoot: string): Promise<WorkloadLatency[] | null> {
+  console.log(`\n(a) quantized ONNX graph against the float32 graph of the same network, onnxruntime-node, 1 thread, ${SPEEDUP_ROUNDS} interleaved rounds:`);
+  const speedup = await measureQuantizedSpeedup({ modelDir, repoRoot, rounds: SPEEDUP_ROUNDS, warmUpRounds: 3, profileRuns: PROFILE_RUNS });
+  if (speedup) printQuantizedSpeedup(await loadModelPackage(modelDir), speedup, TARGETS.quantizedSpeedup);
+
+  console.log(`\n(b) PyTorch float32, eager, no cache (training/bench_torch.py) against the quantized ONNX graph, 1 thread (${load()}):`);
+  const torch = measureTorchReference(modelDir, repoRoot, TORCH_RUNS);
+  if (torch && speedup) printTorchReference(torch, speedup.workloads, TARGETS.torchSpeedup);
+  else if (torch) console.log('  no onnxruntime figures to compare with, because part (a) was skipped');
+  return speedup?.workloads ?? null;
+}
+
+async function printThroughputAndMemory(modelDir: string, repoRoot: string): Promise<void> {
+  const proteinsFile = benchProteinsFile(repoRoot);
+  const proteins = readProteins(proteinsFile);
+  const residues = proteins.reduce((sum, protein) => sum + protein.residues.length, 0);
   const mainScript = path.resolve(__dirname, '..', 'cli', 'main.js');
-  const memory = await measureDaemonMemory(mainScript, await freePort(), 200, PROTEIN_RESIDUES);
-  console.log(`\ndaemon resident memory (embedded broker, inbox of ${memory.proteins} proteins of ${memory.residuesEach} residues):`);
-  console.log(`  idle after start: ${mib(memory.idleRssBytes)}`);
-  console.log(`  after the inbox:  ${mib(memory.rssAfterBytes)} (peak ${mib(memory.peakRssBytes)})`);
-  console.log(`  inbox file to done/: ${memory.secondsToDone.toFixed(1)} s, ${(memory.proteins / memory.secondsToDone).toFixed(1)} proteins/s`);
 
+  const daemon = await measureDaemonRun({ mainScript, modelDir, port: await freePort(), proteinsFile, proteins: proteins.length });
+  const daemonLoad = load();
+  const lowMemory = await measureDaemonRun({ mainScript, modelDir, port: await freePort(), proteinsFile, proteins: proteins.length, env: LOW_MEMORY_ENV });
+  const lowMemoryLoad = load();
+  const defaults = { intraOpThreads: 0 };
+  const variants: EngineVariant[] = [
+    { label: `daemon defaults (maxBatchTokens ${DEFAULT_MAX_BATCH_TOKENS})`, engine: defaults },
+    { label: 'maxBatchTokens 4096', engine: { ...defaults, maxBatchTokens: 4096 } },
+    { label: 'padded to 64/128/256/512 tokens', engine: { ...defaults, padLengths: [64, 128, 256, 512] } },
+    { label: 'onnxruntime arena and memory pattern off', engine: { ...defaults, session: { cpuMemArena: false, memPattern: false } } },
+  ];
+  const breakdown = measureMemoryBreakdown({ modelDir, proteinsFile, batchSize: PROCESSOR_BATCH_SIZE }, defaults, variants);
+  const modelOnly = breakdown[3].result;
+
+  console.log(`\n(c) throughput, ${proteins.length} proteins of ${path.relative(repoRoot, proteinsFile)} (${residues} residues):`);
+  const daemonRate = daemon.proteins / daemon.secondsToDone;
+  const modelRate = proteins.length / modelOnly.inferenceSeconds!;
+  console.log(`  daemon, inbox file to done/ (${daemon.results} results committed): ${daemon.secondsToDone.toFixed(1)} s, ${daemonRate.toFixed(1)} proteins/s (${daemonLoad})`);
+  console.log(`  daemon CPU time during the file: ${daemon.processCpuSeconds.toFixed(1)} s, of which main thread ${daemon.mainThreadCpuSeconds.toFixed(1)} s`);
+  console.log(`  model only, predict() in calls of ${PROCESSOR_BATCH_SIZE}: ${modelOnly.inferenceSeconds!.toFixed(1)} s, ${modelRate.toFixed(1)} proteins/s (${load()})`);
+  const share = daemonRate / modelRate;
+  console.log(`  daemon / model only: ${(100 * share).toFixed(1)}% (target ${100 * TARGETS.daemonShare}%${share >= TARGETS.daemonShare ? ', met' : ', missed'})`);
+
+  console.log(`\n(f) daemon resident memory over the same run:`);
+  console.log(`  idle after start: ${mib(daemon.idleRssBytes)}`);
+  console.log(`  after the inbox:  ${mib(daemon.rssAfterBytes)}`);
+  const met = daemon.peakRssBytes <= TARGETS.peakRssBytes ? 'met' : 'missed';
+  console.log(`  peak (VmHWM):     ${mib(daemon.peakRssBytes)} = ${(daemon.peakRssBytes / 1e6).toFixed(0)} MB (target ${TARGETS.peakRssBytes / 1e6} MB, ${met})`);
+  console.log(`  with ${Object.entries(LOW_MEMORY_ENV).map(([name, value]) => `${name}=${value}`).join(' ')}:`);
+  console.log(
+    `    idle ${mib(lowMemory.idleRssBytes)}, peak ${mib(lowMemory.peakRssBytes)}, ${lowMemory.secondsToDone.toFixed(1)} s to done/ ` +
+      `(${(lowMemory.proteins / lowMemory.secondsToDone).toFixed(1)} proteins/s, ${lowMemory.results} results, ${lowMemoryLoad})`,
+  );
+  console.log('  breakdown, each line a fresh process (resident after the stage / peak):');
+  for (const row of breakdown) {
+    const time = row.result.inferenceSeconds === undefined ? '' : `, ${row.result.inferenceSeconds.toFixed(1)} s`;
+    console.log(`    ${row.label.padEnd(62)} ${mib(row.result.rssBytes)} / ${mib(row.result.peakRssBytes)}${time}`);
+  }
+}
+
+/**
+ * Prints figures that are all measured in this run. (a) compares the quantized graph with the
+ * float32 graph and profiles both, (g) gives the MAC rates of their matrix products and (b)
+ * compares PyTorch run eagerly with the quantized graph. Then come the predict() latency with 1
+ * and default threads and with spinning on and off, and (d) an exact cache hit. (c) compares the
+ * daemon's throughput on 500 real proteins with the model alone, (f) breaks down the daemon's
+ * memory, and the last part compares the BitLinear kernel formats.
+ */
+async function main(): Promise<void> {
+  const modelDir = path.resolve(process.env.BITNET_EDGE_MODEL_DIR ?? bundledModelDir());
   const repoRoot = path.resolve(__dirname, '..', '..');
+  printMachine(modelDir);
+
+  await printSpeedups(modelDir, repoRoot);
+
+  const protein = syntheticProtein(PROTEIN_RESIDUES, 7);
+  const inferenceMs = await printLatencies(modelDir, protein);
+  await printCacheLatency(modelDir, protein, inferenceMs);
+  await printVariantScan(modelDir, repoRoot, load);
+
+  await printThroughputAndMemory(modelDir, repoRoot);
+
   await printModelFormats({ modelDir, repoRoot, rounds: FORMAT_ROUNDS, warmUpRounds: 3 });
+  console.log(`\nend: ${load()}`);
 }
 
 main().catch((err: unknown) => {

@@ -1,16 +1,18 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { DEFAULT_SESSION_TUNING } from '../inference/engine';
 import { loadModelPackage, type ModelPackage } from '../inference/manifest';
 import { Tokenizer } from '../inference/tokenizer';
+import { sessionOptions as workerSessionOptions } from '../inference/worker';
 import { syntheticProtein } from './model-latency';
 import { median } from './stats';
 
 /** Debian's interpreter, which imports Debian's python3-onnx package; training.quantize needs nothing else. */
-const PYTHON = '/usr/bin/python3';
+export const PYTHON = '/usr/bin/python3';
 
 /** A graph that training.quantize writes, and its command-line arguments. */
 interface FormatSpec {
@@ -37,7 +39,7 @@ interface GraphFile {
 }
 
 /** One input shape: `batch` sequences of `residues` residues each, with no padding. */
-interface Workload {
+export interface Workload {
   label: string;
   feeds: Record<string, Tensor>;
 }
@@ -53,11 +55,20 @@ export interface ModelFormatOptions {
 
 /** Returns the session options of the inference worker (src/inference/worker.ts) with `threads` intra-op threads. */
 function sessionOptions(threads: number): InferenceSession.SessionOptions {
-  return { intraOpNumThreads: threads, graphOptimizationLevel: 'all', executionMode: 'sequential' };
+  return workerSessionOptions(threads, DEFAULT_SESSION_TUNING);
+}
+
+/**
+ * Returns the path of the exporter's graph: the manifest's exportedOnnxFile when the package also
+ * ships a rewritten graph as its onnxFile, else onnxFile.
+ */
+function exportedGraphPath(pkg: ModelPackage): string {
+  const raw = JSON.parse(readFileSync(path.join(pkg.dir, 'manifest.json'), 'utf8')) as { exportedOnnxFile?: unknown };
+  return typeof raw.exportedOnnxFile === 'string' ? path.join(pkg.dir, raw.exportedOnnxFile) : pkg.onnxPath;
 }
 
 /** Returns why the variants cannot be written here, or null when python3 and its onnx module are present. */
-function pythonProblem(repoRoot: string): string | null {
+export function pythonProblem(repoRoot: string): string | null {
   const probe = spawnSync(PYTHON, ['-c', 'import onnx'], { cwd: repoRoot, encoding: 'utf8' });
   if (probe.error) return `${PYTHON} could not be started (${probe.error.message})`;
   if (probe.status !== 0) return `${PYTHON} cannot import the onnx module (${probe.stderr.trim().split('\n').pop()})`;
@@ -80,7 +91,7 @@ function writeVariants(modelDir: string, repoRoot: string, outDir: string, failu
 }
 
 /** Builds the feeds of `sequences` (all of one length) with an empty past when the graph takes one. */
-function buildFeeds(pkg: ModelPackage, sequences: string[]): Record<string, Tensor> {
+export function buildFeeds(pkg: ModelPackage, sequences: string[]): Record<string, Tensor> {
   const tokenizer = new Tokenizer(pkg.manifest.tokenizer);
   const encoded = sequences.map((sequence) => tokenizer.encode(sequence).ids);
   const batch = encoded.length;
@@ -157,7 +168,7 @@ async function compareOutputs(sessions: Map<string, InferenceSession>, workloads
  * Times every session on one workload in interleaved rounds: each round runs every graph once, in
  * an order rotated by one per round, so that a load change on the machine hits all graphs alike.
  */
-async function medianLatencies(sessions: Map<string, InferenceSession>, workload: Workload, rounds: number, warmUpRounds: number): Promise<Map<string, number>> {
+export async function medianLatencies(sessions: Map<string, InferenceSession>, workload: Workload, rounds: number, warmUpRounds: number): Promise<Map<string, number>> {
   const entries = [...sessions];
   const times = new Map<string, number[]>(entries.map(([label]) => [label, []]));
   for (let round = 0; round < warmUpRounds + rounds; round++) {
@@ -213,7 +224,8 @@ export async function printModelFormats(options: ModelFormatOptions): Promise<vo
   const outDir = mkdtempSync(path.join(tmpdir(), 'bitnet-formats-'));
   const failures: string[] = [];
   try {
-    const files = [{ label: EXPORTED, file: pkg.onnxPath, bytes: statSync(pkg.onnxPath).size }, ...writeVariants(pkg.dir, options.repoRoot, outDir, failures)];
+    const exported = exportedGraphPath(pkg);
+    const files = [{ label: EXPORTED, file: exported, bytes: statSync(exported).size }, ...writeVariants(pkg.dir, options.repoRoot, outDir, failures)];
     console.log(`  graph files: ${files.map(({ label, bytes }) => `${label} ${kib(bytes)}`).join(', ')}`);
 
     const workloads: Workload[] = [
@@ -225,7 +237,7 @@ export async function printModelFormats(options: ModelFormatOptions): Promise<vo
     for (const threads of [1, 0]) {
       const sessions = await createSessions(files, threads, failures);
       try {
-        if (!sessions.has(EXPORTED)) throw new Error(`the exported graph ${pkg.onnxPath} failed to load`);
+        if (!sessions.has(EXPORTED)) throw new Error(`the exported graph ${exported} failed to load`);
         const differences = await compareOutputs(sessions, workloads, failures);
         if (!differencesPrinted) {
           printDifferences(differences);

@@ -1,5 +1,6 @@
 import pino from 'pino';
 import { InferenceEngine } from '../inference/engine';
+import type { SessionTuning } from '../inference/protocol';
 import { median, quantile } from './stats';
 
 /** Latency figures of one engine configuration. */
@@ -26,8 +27,15 @@ export function syntheticProtein(length: number, seed: number): string {
  * Measures the latency of predict() for one sequence, end to end through the worker thread
  * (tokenization, run, post-processing), after `warmUp` untimed runs.
  */
-export async function measureModelLatency(modelDir: string, sequence: string, threads: number, runs: number, warmUp = 3): Promise<LatencyFigures> {
-  const engine = new InferenceEngine({ modelDir, intraOpThreads: threads, logger: pino({ level: 'silent' }) });
+export async function measureModelLatency(
+  modelDir: string,
+  sequence: string,
+  threads: number,
+  runs: number,
+  warmUp = 3,
+  session: Partial<SessionTuning> = {},
+): Promise<LatencyFigures> {
+  const engine = new InferenceEngine({ modelDir, intraOpThreads: threads, session, logger: pino({ level: 'silent' }) });
   await engine.start();
   try {
     for (let i = 0; i < warmUp; i++) await engine.predict([sequence]);

@@ -5,12 +5,27 @@ export interface WorkerInit {
   onnxPath: string;
   /** onnxruntime intra-op threads. 0 lets onnxruntime choose. */
   intraOpThreads: number;
+  session: SessionTuning;
   inputIdsName: string;
   attentionMaskName: string;
   /** Graph outputs fetched on every run, in this order. */
   outputNames: string[];
   /** Prefix-cache inputs and outputs, when the graph has them. */
   prefixCache?: PrefixCacheNames;
+}
+
+/** onnxruntime session settings that trade speed for CPU time or memory. */
+export interface SessionTuning {
+  /**
+   * Idle intra-op threads spin-wait for the next piece of work, which shortens a run but keeps a
+   * core busy between runs. Sets the session config entries `session.intra_op.allow_spinning`
+   * and `session.inter_op.allow_spinning`.
+   */
+  allowSpinning: boolean;
+  /** onnxruntime's CPU memory arena, which keeps freed blocks to reuse them in later runs. */
+  cpuMemArena: boolean;
+  /** Plans the memory of a run ahead from the shapes of earlier runs. */
+  memPattern: boolean;
 }
 
 /** Graph names and sizes of the prefix cache, from the manifest's `prefixCache`. */

@@ -13,6 +13,7 @@ import type {
   PrefixCacheNames,
   RunRequest,
   RunResult,
+  SessionTuning,
   WorkerInit,
   WorkerMessage,
   WorkerRequest,
@@ -79,14 +80,27 @@ async function runBatch(session: InferenceSession, init: WorkerInit, request: Ru
   return { outputs, runMs };
 }
 
+/**
+ * Returns the onnxruntime session options of the worker: all graph optimizations, sequential
+ * execution (one inter-op thread) and `intraOpThreads` threads inside each operator.
+ */
+export function sessionOptions(intraOpThreads: number, tuning: SessionTuning): InferenceSession.SessionOptions {
+  const spinning = tuning.allowSpinning ? '1' : '0';
+  return {
+    intraOpNumThreads: intraOpThreads,
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    enableCpuMemArena: tuning.cpuMemArena,
+    enableMemPattern: tuning.memPattern,
+    // onnxruntime-node flattens nested keys into the config entry session.intra_op.allow_spinning.
+    extra: { session: { intra_op: { allow_spinning: spinning }, inter_op: { allow_spinning: spinning } } },
+  };
+}
+
 async function serve(port: MessagePort, init: WorkerInit): Promise<void> {
   let session: InferenceSession;
   try {
-    session = await InferenceSession.create(init.onnxPath, {
-      intraOpNumThreads: init.intraOpThreads,
-      graphOptimizationLevel: 'all',
-      executionMode: 'sequential',
-    });
+    session = await InferenceSession.create(init.onnxPath, sessionOptions(init.intraOpThreads, init.session));
   } catch (err) {
     port.postMessage({ type: 'loadFailed', message: (err as Error).message } satisfies WorkerMessage);
     return;

@@ -45,6 +45,11 @@ export interface JobProcessorOptions {
   logger: Logger;
   /** Most jobs claimed and sent to the model at once. */
   batchSize: number;
+  /**
+   * Maximum wait for more jobs when a claim returns fewer than `batchSize`, in ms, so that
+   * requests arriving close together share one model run. Absent or 0, a claim runs at once.
+   */
+  batchWaitMs?: number;
   /** Called after jobs were committed, so publishers and the inbox can act. */
   onCommitted: () => void;
   /** Called when every job of an inbox input is finished. */
@@ -120,25 +125,41 @@ export class JobProcessor {
 
   private async runLoop(): Promise<void> {
     while (this.running) {
-      let jobs: JobRow[] = [];
-      try {
-        jobs = this.options.store.claimPendingJobs(this.options.batchSize);
-      } catch (err) {
-        this.logger.error({ err }, 'claiming jobs failed');
-      }
-
+      const jobs = this.claim(this.options.batchSize);
       if (jobs.length === 0) {
         this.options.onIdle?.();
-        await this.waitForWork();
+        await this.waitForWork(this.options.idlePollMs ?? 1000);
         continue;
       }
-      await this.processBatch(jobs);
+      await this.processBatch(await this.fillBatch(jobs));
     }
   }
 
-  private waitForWork(): Promise<void> {
+  private claim(limit: number): JobRow[] {
+    try {
+      return this.options.store.claimPendingJobs(limit);
+    } catch (err) {
+      this.logger.error({ err }, 'claiming jobs failed');
+      return [];
+    }
+  }
+
+  /** Claims more jobs for a batch that is not full until it is, or until batchWaitMs has passed. */
+  private async fillBatch(jobs: JobRow[]): Promise<JobRow[]> {
+    const deadline = performance.now() + (this.options.batchWaitMs ?? 0);
+    let batch = jobs;
+    while (this.running && batch.length < this.options.batchSize) {
+      const leftMs = deadline - performance.now();
+      if (leftMs <= 0) break;
+      await this.waitForWork(leftMs);
+      batch = batch.concat(this.claim(this.options.batchSize - batch.length));
+    }
+    return batch;
+  }
+
+  private waitForWork(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, this.options.idlePollMs ?? 1000);
+      const timer = setTimeout(done, timeoutMs);
       function done(): void {
         clearTimeout(timer);
         resolve();
