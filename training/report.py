@@ -242,6 +242,25 @@ Written by `{report['command']}` on {report['machine']} in {report['wallSeconds'
     return "\n".join(out)
 
 
+def gap_text(methods: dict) -> str:
+    if "full precision" not in methods:
+        return "The full-precision twin was not trained (`python3 -m training.build --twin`), so no gap is reported."
+    ternary, twin = methods["ternary"], methods["full precision"]
+    parts = []
+    for aspect, title in ASPECTS:
+        parts.append(f"GO {aspect} Fmax {cell(ternary['go'][aspect]['all']['fmax'])} vs "
+                     f"{cell(twin['go'][aspect]['all']['fmax'])}")
+    parts.append(f"localization micro F1 {cell(ternary['localization']['all']['microF1'])} vs "
+                 f"{cell(twin['localization']['all']['microF1'])}")
+    parts.append(f"function micro F1 {cell(ternary['function']['all']['microF1'])} vs "
+                 f"{cell(twin['function']['all']['microF1'])}")
+    if "domain" in ternary and "domain" in twin:
+        parts.append(f"domain residue F1 {cell(ternary['domain']['all']['residue']['f1'])} vs "
+                     f"{cell(twin['domain']['all']['residue']['f1'])}")
+    parts.append(f"perplexity {cell(ternary['lm']['all']['perplexity'], 2)} vs {cell(twin['lm']['all']['perplexity'], 2)}")
+    return "Ternary against full precision on all test proteins: " + "; ".join(parts) + "."
+
+
 def training_text(manifest: dict, twin_summary: dict | None, config: dict) -> str:
     training = manifest.get("training", {})
     model = config["model"]
