@@ -19,7 +19,7 @@ THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.02), 2)
 
 
 def evaluation_sets(records, config: dict) -> tuple[list, list]:
-    """The seeded random samples of the validation and test splits that every evaluation uses."""
+    """Return the seeded random samples of the validation and test splits that every evaluation uses."""
     rng = random.Random(config["seed"])
     validation = [r for r in records if r["split"] == "validation"]
     test = [r for r in records if r["split"] == "test"]
@@ -65,7 +65,7 @@ def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
         for row, index in enumerate(indices):
             residue_nll[index] = float(per_token[row, :len(token_lists[index]) - 1].sum())
         if "domain_logits" in outputs:
-            # Position j + 1 holds residue j; <bos> at position 0 has no residue.
+            # Position j + 1 is residue j, and <bos> at position 0 has no residue.
             probabilities = torch.softmax(outputs["domain_logits"], dim=-1).numpy()
             for row, index in enumerate(indices):
                 domain_probabilities[index] = probabilities[row, 1:len(token_lists[index])]

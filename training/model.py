@@ -147,7 +147,7 @@ class ProteinBitNet(nn.Module):
     Right padding needs no key mask: with causal attention a real token never attends to a later
     pad position.
 
-    Prefix caching: `past` holds each layer's keys and values of earlier positions and
+    Prefix caching: `past` contains each layer's keys and values of earlier positions and
     `past_state_sum` the sum of their final states, so a sequence can be read block by block with
     the same outputs as in one pass. The past is shared by every row of a batch and has no padding.
     """

@@ -12,7 +12,7 @@ export interface BatchLimits {
   padLengths?: readonly number[];
 }
 
-/** Returns the smallest of `padLengths` (ascending) that holds `length`, or `length` when none does. */
+/** Returns the smallest of `padLengths` (ascending) that fits `length`, or `length` when none does. */
 export function paddedLength(length: number, padLengths: readonly number[] = []): number {
   return padLengths.find((padLength) => padLength >= length) ?? length;
 }
@@ -67,7 +67,7 @@ export interface PackedBatch {
 
 /**
  * Packs token id lists into one batch, padded on the right with `padId` to the longest list, or
- * to the smallest of `padLengths` (ascending) that holds it.
+ * to the smallest of `padLengths` (ascending) that fits it.
  */
 export function packBatch(sequences: ReadonlyArray<readonly number[]>, padId: number, padLengths: readonly number[] = []): PackedBatch {
   const batchSize = sequences.length;
