@@ -28,3 +28,14 @@ export function gunzipBounded(compressed: Buffer, maxBytes: number): GunzipResul
     return { ok: false, code: 'CORRUPT_GZIP', message: `the payload starts like gzip but does not decompress: ${(err as Error).message}` };
   }
 }
+
+/**
+ * Checks an MQTT payload against `maxBytes` and decompresses it when it starts with the gzip
+ * magic bytes, so the limit holds before and after decompression.
+ */
+export function unpackPayload(payload: Buffer, maxBytes: number): GunzipResult {
+  if (payload.length > maxBytes) {
+    return { ok: false, code: 'PAYLOAD_TOO_LARGE', message: `payload of ${payload.length} bytes exceeds the limit of ${maxBytes} bytes` };
+  }
+  return isGzip(payload) ? gunzipBounded(payload, maxBytes) : { ok: true, bytes: payload };
+}

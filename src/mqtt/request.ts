@@ -2,7 +2,7 @@ import type { RejectedRecord, SequenceRecord } from '../contracts/jobs';
 import { ERROR_CODES, type ErrorCode } from '../errors';
 import { defaultRecordId, detectUnsupportedFormat, INPUT_RECORD_INDEX, parseFasta, type ParsedRecords } from '../intake/fasta';
 import { parseFastq } from '../intake/fastq';
-import { gunzipBounded, isGzip } from '../intake/gzip';
+import { unpackPayload } from '../intake/gzip';
 import { readPredictOptions } from '../intake/options';
 import type { SequenceKind } from '../intake/translate';
 import type { PredictOptions } from '../contracts/prediction';
@@ -35,16 +35,9 @@ function isSequenceKind(kind: string): kind is SequenceKind {
  * Residues are not validated here, because sequence normalization does that.
  */
 export function parseRequest(payload: Buffer, options: ParseRequestOptions): ParsedRequest {
-  if (payload.length > options.maxPayloadBytes) {
-    return reject(null, 'PAYLOAD_TOO_LARGE', `payload of ${payload.length} bytes exceeds the limit of ${options.maxPayloadBytes} bytes`);
-  }
-
-  let bytes = payload;
-  if (isGzip(payload)) {
-    const gunzipped = gunzipBounded(payload, options.maxPayloadBytes);
-    if (!gunzipped.ok) return reject(null, gunzipped.code, gunzipped.message);
-    bytes = gunzipped.bytes;
-  }
+  const unpacked = unpackPayload(payload, options.maxPayloadBytes);
+  if (!unpacked.ok) return reject(null, unpacked.code, unpacked.message);
+  const bytes = unpacked.bytes;
 
   let text: string;
   try {

@@ -1,6 +1,6 @@
 import type { ErrorMessage } from '../contracts/topics';
 import type { ErrorCode } from '../errors';
-import { gunzipBounded, isGzip } from '../intake/gzip';
+import { unpackPayload } from '../intake/gzip';
 import { normalizeSequence } from '../intake/normalize';
 import { allSingleSubstitutions, countSingleSubstitutions, parseVariants, type Variant } from './substitutions';
 
@@ -43,15 +43,9 @@ export interface VariantRequestLimits {
  * allows reusing cached past keys and values. Other option keys are ignored.
  */
 export function parseVariantPayload(payload: Buffer, limits: VariantRequestLimits): ParsedVariantRequest {
-  if (payload.length > limits.maxPayloadBytes) {
-    return reject(null, 'PAYLOAD_TOO_LARGE', `payload of ${payload.length} bytes exceeds the limit of ${limits.maxPayloadBytes} bytes`);
-  }
-  let bytes = payload;
-  if (isGzip(payload)) {
-    const gunzipped = gunzipBounded(payload, limits.maxPayloadBytes);
-    if (!gunzipped.ok) return reject(null, gunzipped.code, gunzipped.message);
-    bytes = gunzipped.bytes;
-  }
+  const unpacked = unpackPayload(payload, limits.maxPayloadBytes);
+  if (!unpacked.ok) return reject(null, unpacked.code, unpacked.message);
+  const bytes = unpacked.bytes;
 
   let value: unknown;
   try {
