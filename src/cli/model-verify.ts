@@ -40,7 +40,7 @@ export async function runModelVerify(options: ModelVerifyOptions): Promise<numbe
   }
 
   const logger = createLogger(process.env.BITNET_EDGE_LOG_LEVEL ?? 'warn', process.stderr);
-  const engine = new InferenceEngine({ modelDir, intraOpThreads: config.model.intraOpThreads, logger });
+  const engine = new InferenceEngine({ modelDir, intraOpThreads: config.model.intraOpThreads, chunkTokens: config.model.chunkTokens, logger });
   await engine.start();
 
   let onePass: Differences;

@@ -63,7 +63,7 @@ export async function runPredict(options: {
 
   const logger = createLogger(process.env.BITNET_EDGE_LOG_LEVEL ?? 'warn', process.stderr);
   const modelDir = options.modelDir ? path.resolve(options.modelDir) : config.model.dir;
-  const engine = new InferenceEngine({ modelDir, intraOpThreads: config.model.intraOpThreads, logger });
+  const engine = new InferenceEngine({ modelDir, intraOpThreads: config.model.intraOpThreads, chunkTokens: config.model.chunkTokens, logger });
   await engine.start();
   try {
     for (let start = 0; start < jobs.length; start += CHUNK_SIZE) {

@@ -77,7 +77,7 @@ export async function runVariants(options: VariantsCommandOptions): Promise<numb
 
   const logger = createLogger(process.env.BITNET_EDGE_LOG_LEVEL ?? 'warn', process.stderr);
   const modelDir = options.modelDir ? path.resolve(options.modelDir) : config.model.dir;
-  const engine = new InferenceEngine({ modelDir, intraOpThreads: config.model.intraOpThreads, logger });
+  const engine = new InferenceEngine({ modelDir, intraOpThreads: config.model.intraOpThreads, chunkTokens: config.model.chunkTokens, logger });
   const cache = new PrefixCache({ maxBytes: config.cache.prefixMaxBytes, blockSize: config.cache.prefixBlockResidues });
   const service = new VariantService({ engine, cache, limits: { maxPayloadBytes: Number.MAX_SAFE_INTEGER, minLength: config.sequence.minLength, maxVariants: config.variants.maxVariants }, logger });
 

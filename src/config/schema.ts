@@ -112,6 +112,13 @@ const model = z
       .min(1)
       .default(1024)
       .describe('maximum tokens of one model run, padding included; a longer window runs alone'),
+    // A run's attention scores grow with the square of its length, and the arena keeps the largest run.
+    chunkTokens: z
+      .number()
+      .int()
+      .min(0)
+      .default(128)
+      .describe('with a prefix-cache model, a window longer than this many tokens runs alone, in parts of this length; 0 reads each window in one run'),
     padToFixedLengths: z.boolean().default(false).describe('pad every model run to 64, 128, 256 or 512 tokens'),
     allowSpinning: z
       .boolean()

@@ -101,6 +101,7 @@ export class Daemon {
       modelDir: config.model.dir,
       intraOpThreads: config.model.intraOpThreads,
       maxBatchTokens: config.model.maxBatchTokens,
+      chunkTokens: config.model.chunkTokens,
       padLengths: config.model.padToFixedLengths ? FIXED_PAD_LENGTHS : [],
       session: { allowSpinning: config.model.allowSpinning },
       logger: root,

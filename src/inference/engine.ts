@@ -26,6 +26,12 @@ export interface InferenceEngineOptions {
    * ascending. Lengths above the model's maxLength are ignored. None by default.
    */
   padLengths?: readonly number[];
+  /**
+   * With a model that has a prefix cache, a window longer than this many tokens runs alone and in
+   * consecutive parts of this length, each taking the keys and values of the parts before it
+   * (RunRequest.chunkTokens). 0 reads every window in one run. DEFAULT_CHUNK_TOKENS by default.
+   */
+  chunkTokens?: number;
   /** onnxruntime session settings; each one absent takes DEFAULT_SESSION_TUNING's value. */
   session?: Partial<SessionTuning>;
   /** Factory of the worker thread, so that tests can keep a handle on it. */
@@ -82,6 +88,13 @@ interface LoadedModel {
  */
 export const DEFAULT_MAX_BATCH_TOKENS = 1024;
 
+/**
+ * Default part length of a long window. A run's attention scores take heads × n × (past + n)
+ * floats per layer, so parts of 128 tokens keep them below a quarter of a 512-token window's,
+ * and onnxruntime's arena, which keeps the memory of the largest run, stays small.
+ */
+export const DEFAULT_CHUNK_TOKENS = 128;
+
 /** Session settings of the daemon. */
 export const DEFAULT_SESSION_TUNING: SessionTuning = { allowSpinning: false, cpuMemArena: true, memPattern: true };
 
@@ -95,12 +108,14 @@ const WARM_UP_RESIDUES = 'M';
  * Runs the model in a worker thread. A sequence longer than the model's maximum is read in
  * overlapping windows whose scores are pooled (see planWindows and buildPrediction). The windows
  * of all sequences of one predict call are grouped by length into batches padded on the right
- * (see planBatches). A worker crash rejects the runs it owed with an error, and start() can then
+ * (see planBatches). With a prefix-cache model, a window longer than chunkTokens runs alone, in
+ * parts that each take the keys and values of the parts before it. A worker crash rejects the runs it owed with an error, and start() can then
  * be called again.
  */
 export class InferenceEngine {
   private readonly log: Logger;
   private readonly limits: BatchLimits;
+  private readonly chunkTokens: number;
   private model: LoadedModel | null = null;
   private handle: WorkerHandle | null = null;
   private starting: Promise<void> | null = null;
@@ -114,6 +129,10 @@ export class InferenceEngine {
       maxBatchTokens: options.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS,
       padLengths: options.padLengths ?? [],
     };
+    this.chunkTokens = options.chunkTokens ?? DEFAULT_CHUNK_TOKENS;
+    if (!Number.isInteger(this.chunkTokens) || this.chunkTokens < 0) {
+      throw new RangeError(`chunkTokens ${this.chunkTokens} is invalid: expected 0 or a positive integer`);
+    }
   }
 
   /** `sha256:<hex>` of the loaded graph. Throws before the first successful start(). */
@@ -210,7 +229,8 @@ export class InferenceEngine {
     const cache = model.pkg.manifest.prefixCache;
     const packed = packBatch(rows, model.pkg.manifest.tokenizer.padId);
     const fetchPresent = cache !== undefined && options.present !== false;
-    const { outputs } = await this.run(this.handle, packed, false, { past, fetchPresent });
+    const chunkTokens = this.partLength(model);
+    const { outputs } = await this.run(this.handle, packed, false, { past, fetchPresent, ...(chunkTokens > 0 ? { chunkTokens } : {}) });
     if (!cache || !fetchPresent) return { outputs, present: null };
 
     const take = (name: string): Float32Array => {
@@ -248,13 +268,22 @@ export class InferenceEngine {
     const scores = new Array<WindowScores>(encoded.length);
     const padLengths = (this.limits.padLengths ?? []).filter((length) => length <= model.pkg.manifest.tokenizer.maxLength);
     const limits = { ...this.limits, padLengths };
-    const batches = planBatches(encoded.map((window) => window.ids.length), limits);
+    const chunkTokens = this.partLength(model);
+    const lengths = encoded.map((window) => window.ids.length);
+    // Windows longer than a part run alone and unpadded, because a part's past holds no padding.
+    const isLong = (index: number): boolean => chunkTokens > 0 && lengths[index] > chunkTokens;
+    const shortIndices = lengths.map((_, index) => index).filter((index) => !isLong(index));
+    const batches = [
+      ...planBatches(shortIndices.map((index) => lengths[index]), limits).map((batch) => batch.map((member) => shortIndices[member])),
+      ...lengths.map((_, index) => index).filter(isLong).map((index) => [index]),
+    ];
 
     await Promise.all(
       batches.map(async (indices) => {
         const members = indices.map((index) => encoded[index]);
-        const packed = packBatch(members.map((window) => window.ids), model.pkg.manifest.tokenizer.padId, padLengths);
-        const { outputs } = await this.run(handle, packed, counted);
+        const inParts = isLong(indices[0]);
+        const packed = packBatch(members.map((window) => window.ids), model.pkg.manifest.tokenizer.padId, inParts ? [] : padLengths);
+        const { outputs } = await this.run(handle, packed, counted, inParts ? { chunkTokens } : {});
         const residueRows = indices.map((index) => residueWindows[index]);
         const batchScores = readWindowScores(model.postprocess, outputs, members, packed.seqLength, residueRows);
         indices.forEach((index, row) => {
@@ -272,6 +301,11 @@ export class InferenceEngine {
     });
     if (counted) this.totals.inferences += predictions.length;
     return predictions;
+  }
+
+  /** Part length of long runs: chunkTokens with a prefix-cache model, else 0 (one run per window). */
+  private partLength(model: LoadedModel): number {
+    return model.pkg.manifest.prefixCache ? this.chunkTokens : 0;
   }
 
   private requireModel(): LoadedModel {
@@ -410,7 +444,7 @@ export class InferenceEngine {
     handle: WorkerHandle,
     batch: PackedBatch,
     counted: boolean,
-    extra: Pick<RunRequest, 'past' | 'fetchPresent'> = {},
+    extra: Pick<RunRequest, 'past' | 'fetchPresent' | 'chunkTokens'> = {},
   ): Promise<RunResult> {
     const requestId = this.nextRequestId++;
 

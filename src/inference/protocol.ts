@@ -85,6 +85,14 @@ export interface RunRequest {
   past?: PastState;
   /** Also fetches the present keys, values and state sum, keyed by their graph names. */
   fetchPresent?: boolean;
+  /**
+   * Reads the batch in consecutive runs of at most this many positions, each run taking the
+   * previous one's present keys and values as its past, and returns the outputs of one run over
+   * the whole batch. onnxruntime's memory grows with the square of a run's length (the attention
+   * scores), so this bounds it. Needs a graph with a prefix cache. Every row's padding must lie
+   * in the last part, because a past holds no padding; a single row always qualifies.
+   */
+  chunkTokens?: number;
 }
 
 /**
