@@ -127,16 +127,37 @@ export async function moveWithoutOverwrite(source: string, folder: string, name:
   }
 }
 
+/** Characters gathered before one write of a file given in pieces. */
+const WRITE_CHUNK_CHARS = 256 * 1024;
+
 /**
  * Writes `content` to `folder/name` atomically: a hidden temp file in the same folder is
  * written and fsynced, then moved into place without overwriting (a numeric suffix is added
- * when the name is taken), then the folder is fsynced. Returns the final path.
+ * when the name is taken), then the folder is fsynced. Returns the final path. `content` can be
+ * a sequence of pieces, which are written as they come (FileHandle.writeFile writes from the
+ * current position, so consecutive calls append).
  */
-export async function writeFileAtomic(folder: string, name: string, content: string): Promise<string> {
+export async function writeFileAtomic(folder: string, name: string, content: string | Iterable<string>): Promise<string> {
   const temp = path.join(folder, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await fs.open(temp, 'wx');
   try {
-    await handle.writeFile(content, 'utf8');
+    if (typeof content === 'string') {
+      await handle.writeFile(content, 'utf8');
+    } else {
+      // Pieces are gathered into writes of about WRITE_CHUNK_CHARS, so a large file never sits in memory whole.
+      let pending: string[] = [];
+      let pendingChars = 0;
+      for (const piece of content) {
+        pending.push(piece);
+        pendingChars += piece.length;
+        if (pendingChars >= WRITE_CHUNK_CHARS) {
+          await handle.writeFile(pending.join(''), 'utf8');
+          pending = [];
+          pendingChars = 0;
+        }
+      }
+      if (pending.length > 0) await handle.writeFile(pending.join(''), 'utf8');
+    }
     await handle.sync();
   } finally {
     await handle.close();

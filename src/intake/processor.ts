@@ -9,7 +9,7 @@ import { inspectInboxFile, readRecordChunks, type InspectedFile } from './file-i
 import { isBaseName, moveWithoutOverwrite, writeFileAtomic } from './files';
 import type { NucleotideOptions } from './orf-jobs';
 import { prepareRecords } from './records';
-import { buildResultsFile, collectRecordErrors, type ErrorsFile } from './results';
+import { collectRecordErrors, mergeResultsRecords, resultsFileText, type ErrorsFile, type ResultsFileHeader } from './results';
 
 /** Store methods the inbox uses, which the SQLite `Store` implements. */
 export interface InboxStore {
@@ -18,13 +18,17 @@ export interface InboxStore {
   appendInputRecords(inputId: number, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]): number[];
   completeInput(inputId: number): boolean;
   listCompleteOpenInputs(source?: 'mqtt' | 'inbox' | 'cli'): InputRow[];
-  inputOutcomes(inputId: number): JobOutcome[];
+  inputOutcomePage(inputId: number, after: Pick<JobOutcome, 'recordIndex' | 'jobId'> | null, limit: number): JobOutcome[];
+  inputOutcomeCounts(inputId: number): { done: number; failed: number };
   inputRejections(inputId: number): RejectedRecord[];
   finishInput(inputId: number, publications: OutboxMessage[]): boolean;
   getInput(id: number): InputRow | null;
 }
 
 /** Folders the inbox works in, all absolute. */
+/** Finished jobs read from the database at a time while a results file is written. */
+const RESULTS_PAGE_SIZE = 100;
+
 export interface InboxFolders {
   inbox: string;
   processing: string;
@@ -195,11 +199,19 @@ export class InboxProcessor {
    */
   private async finalizeFiles(input: InputRow, names: string[], logMissing: boolean): Promise<void> {
     const { folders, logger, store } = this.options;
-    const outcomes = store.inputOutcomes(input.id);
     const rejections = store.inputRejections(input.id);
-    const errors = collectRecordErrors(outcomes, rejections);
-    const succeeded = outcomes.some((outcome) => outcome.status === 'done');
+    const counts = store.inputOutcomeCounts(input.id);
+    // Failed jobs carry no prediction, so the errors list stays small however large the input.
+    const failedOutcomes: JobOutcome[] = [];
+    const succeeded = counts.done > 0;
     const createdAt = this.options.clock().toISOString();
+    const header: ResultsFileHeader = {
+      schemaVersion: PAYLOAD_SCHEMA_VERSION,
+      source: '',
+      inputId: input.id,
+      createdAt,
+      counts: { records: counts.done + counts.failed + rejections.length, done: counts.done, failed: counts.failed, rejected: rejections.length },
+    };
 
     for (const name of names) {
       if (!isBaseName(name)) {
@@ -212,8 +224,18 @@ export class InboxProcessor {
         continue;
       }
 
-      const results = buildResultsFile(name, input.id, outcomes, rejections, createdAt);
-      const resultsPath = await writeFileAtomic(folders.outbox, `${name}.json`, `${JSON.stringify(results, null, 2)}\n`);
+      // The file is written from pages of RESULTS_PAGE_SIZE jobs, so a large input's predictions are never all in memory.
+      let last: JobOutcome | null = null;
+      failedOutcomes.length = 0;
+      const nextPage = (): JobOutcome[] => {
+        const page = store.inputOutcomePage(input.id, last, RESULTS_PAGE_SIZE);
+        if (page.length > 0) last = page[page.length - 1];
+        for (const outcome of page) if (outcome.status === 'failed') failedOutcomes.push(outcome);
+        return page;
+      };
+      const records = mergeResultsRecords(nextPage, rejections);
+      const resultsPath = await writeFileAtomic(folders.outbox, `${name}.json`, resultsFileText({ ...header, source: name }, records));
+      const errors = collectRecordErrors(failedOutcomes, rejections);
       if (errors.length > 0) {
         const errorsFile: ErrorsFile = { schemaVersion: PAYLOAD_SCHEMA_VERSION, source: name, inputId: input.id, createdAt, errors };
         await writeFileAtomic(folders.failed, `${name}.errors.json`, `${JSON.stringify(errorsFile, null, 2)}\n`);

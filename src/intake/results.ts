@@ -1,6 +1,5 @@
 import type { RejectedRecord } from '../contracts/jobs';
 import type { JobOutcome } from '../contracts/store';
-import { PAYLOAD_SCHEMA_VERSION } from '../contracts/topics';
 
 /** One record of a results file: its job outcome, or why it was rejected before inference. */
 export type ResultsFileRecord =
@@ -34,34 +33,49 @@ export interface ErrorsFile {
   errors: RecordError[];
 }
 
-/** Builds the results file of one inbox input, records ordered by their index in the file. */
-export function buildResultsFile(
-  source: string,
-  inputId: number,
-  outcomes: JobOutcome[],
-  rejections: RejectedRecord[],
-  createdAt: string,
-): ResultsFile {
-  const records: ResultsFileRecord[] = [
-    ...outcomes.map((outcome): ResultsFileRecord => ({ recordIndex: outcome.recordIndex, recordId: outcome.recordId, status: outcome.status, outcome })),
-    ...rejections.map((rejection): ResultsFileRecord => ({
-      recordIndex: rejection.recordIndex,
-      recordId: rejection.recordId,
-      status: 'rejected',
-      rejection: { code: rejection.code, message: rejection.message },
-    })),
-  ];
-  records.sort((a, b) => a.recordIndex - b.recordIndex);
+/** The fields of a results file before its records. */
+export type ResultsFileHeader = Omit<ResultsFile, 'records'>;
 
-  const done = outcomes.filter((outcome) => outcome.status === 'done').length;
-  return {
-    schemaVersion: PAYLOAD_SCHEMA_VERSION,
-    source,
-    inputId,
-    createdAt,
-    counts: { records: records.length, done, failed: outcomes.length - done, rejected: rejections.length },
-    records,
-  };
+/**
+ * Merges the finished jobs of an input, read page by page in record order, with its rejected
+ * records into results-file records ordered by record index; at equal index jobs come first.
+ * `nextPage` returns the next page, empty at the end.
+ */
+export function* mergeResultsRecords(nextPage: () => JobOutcome[], rejections: RejectedRecord[]): Generator<ResultsFileRecord> {
+  const rejected = [...rejections].sort((a, b) => a.recordIndex - b.recordIndex);
+  let next = 0;
+  const rejectionRecord = (rejection: RejectedRecord): ResultsFileRecord => ({
+    recordIndex: rejection.recordIndex,
+    recordId: rejection.recordId,
+    status: 'rejected',
+    rejection: { code: rejection.code, message: rejection.message },
+  });
+
+  for (let page = nextPage(); page.length > 0; page = nextPage()) {
+    for (const outcome of page) {
+      while (next < rejected.length && rejected[next].recordIndex < outcome.recordIndex) yield rejectionRecord(rejected[next++]);
+      yield { recordIndex: outcome.recordIndex, recordId: outcome.recordId, status: outcome.status, outcome };
+    }
+  }
+  while (next < rejected.length) yield rejectionRecord(rejected[next++]);
+}
+
+/**
+ * Yields the text of a results file in pieces, one per record after the header. Joined, the
+ * pieces equal `JSON.stringify({ ...header, records }, null, 2)` followed by a newline, so a
+ * file of any size is written without holding all its records in memory.
+ */
+export function* resultsFileText(header: ResultsFileHeader, records: Iterable<ResultsFileRecord>): Generator<string> {
+  const head = JSON.stringify({ ...header, records: [] }, null, 2);
+  // The header ends with `"records": []\n}`; the records go between the brackets.
+  const opening = head.slice(0, head.length - '[]\n}'.length);
+  let count = 0;
+  for (const record of records) {
+    const text = JSON.stringify(record, null, 2).replace(/\n/g, '\n    ');
+    yield `${count === 0 ? `${opening}[\n` : ',\n'}    ${text}`;
+    count += 1;
+  }
+  yield count === 0 ? `${opening}[]\n}\n` : '\n  ]\n}\n';
 }
 
 /** Lists the rejected records and failed jobs of one input, ordered by record index. */

@@ -345,6 +345,26 @@ export class Store {
     return this.requireOpen().statements.outcomesOfInput.all(inputId).map(toJobOutcome);
   }
 
+  /**
+   * Returns up to `limit` finished jobs of an input in the order of inputOutcomes, starting after
+   * the job `after` (the last one of the previous page; null for the first page). Reading a large
+   * input page by page keeps only one page of predictions in memory.
+   */
+  inputOutcomePage(inputId: number, after: Pick<JobOutcome, 'recordIndex' | 'jobId'> | null, limit: number): JobOutcome[] {
+    checkCount('limit', limit);
+    const position = after ?? { recordIndex: -1, jobId: -1 };
+    return this.requireOpen()
+      .statements.outcomePageOfInput.all({ input_id: inputId, record_index: position.recordIndex, job_id: position.jobId, limit })
+      .map(toJobOutcome);
+  }
+
+  /** Counts the finished jobs of an input by status. */
+  inputOutcomeCounts(inputId: number): { done: number; failed: number } {
+    const counts = { done: 0, failed: 0 };
+    for (const row of this.requireOpen().statements.outcomeCountsOfInput.all(inputId)) counts[row.status] = row.n;
+    return counts;
+  }
+
   /** Returns the records of the input rejected at intake, by record index. */
   inputRejections(inputId: number): RejectedRecord[] {
     return this.requireOpen().statements.rejectionsOfInput.all(inputId).map(toRejectedRecord);

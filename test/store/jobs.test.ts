@@ -192,6 +192,30 @@ describe('Store jobs', () => {
     expect(store.inputOutcomes(inputId).map((outcome) => outcome.recordIndex)).toEqual([0]);
   });
 
+  test('outcome pages list the finished jobs in record order', () => {
+    const { store } = fixture;
+    // Record indices with gaps, as rejected records leave them.
+    const jobs = [9, 0, 1, 2, 4, 5, 7, 12].map((index) => newJob(index, 'MKTAYIAKQR'));
+    const { inputId } = store.enqueueInput(mqttInput('paged'), jobs, [], []);
+    const claimed = store.claimPendingJobs(8);
+    claimed.forEach((job, position) => {
+      if (position === 2) store.failJob(job.id, 'INFERENCE_FAILED', 'failed', []);
+      else if (position !== 6) store.completeJob(job.id, jobResult(samplePrediction()), []);
+    });
+
+    const pages: number[][] = [];
+    let last: { recordIndex: number; jobId: number } | null = null;
+    for (let page = store.inputOutcomePage(inputId, null, 3); page.length > 0; page = store.inputOutcomePage(inputId, last, 3)) {
+      pages.push(page.map((outcome) => outcome.jobId));
+      last = page[page.length - 1];
+    }
+
+    expect(pages.map((page) => page.length)).toEqual([3, 3, 1]);
+    expect(pages.flat()).toEqual(store.inputOutcomes(inputId).map((outcome) => outcome.jobId));
+    expect(store.inputOutcomeCounts(inputId)).toEqual({ done: 6, failed: 1 });
+    expect(store.inputOutcomeCounts(inputId + 1)).toEqual({ done: 0, failed: 0 });
+  });
+
   test('release returns running jobs to pending', () => {
     const { store } = fixture;
     store.enqueueInput(mqttInput('a'), [newJob(0, 'MKTAYIAKQR'), newJob(1, 'MSTNPKPQRK')], [], []);
