@@ -2,7 +2,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { bundledModelDir } from '../config/load';
-import { DEFAULT_MAX_BATCH_TOKENS } from '../inference/engine';
+import { DEFAULT_CHUNK_TOKENS, DEFAULT_MAX_BATCH_TOKENS } from '../inference/engine';
 import { loadModelPackage } from '../inference/manifest';
 import { measureCacheLatency, predictOnce } from './cache-latency';
 import { measureDaemonRun } from './daemon-throughput';
@@ -25,8 +25,8 @@ const TORCH_RUNS = 20;
 /** Sequences per predict() call of the model-only throughput: the daemon's job processor claims 8 jobs at once. */
 const PROCESSOR_BATCH_SIZE = 8;
 
-/** Daemon settings that lower its peak memory: one 512-token window per model run and a 1 MiB V8 young generation semi-space. */
-const LOW_MEMORY_ENV = { BITNET_EDGE_MODEL_MAX_BATCH_TOKENS: '512', NODE_OPTIONS: '--max-semi-space-size=1' };
+/** Daemon settings that might lower its peak memory further: parts of 64 tokens and runs of at most 256 tokens. */
+const LOW_MEMORY_ENV = { BITNET_EDGE_MODEL_CHUNK_TOKENS: '64', BITNET_EDGE_MODEL_MAX_BATCH_TOKENS: '256' };
 
 const TARGETS = { quantizedSpeedup: 2.5, torchSpeedup: 10, daemonShare: 0.85, peakRssBytes: 120e6 };
 
@@ -98,7 +98,8 @@ async function printThroughputAndMemory(modelDir: string, repoRoot: string): Pro
   const lowMemoryLoad = load();
   const defaults = { intraOpThreads: 0 };
   const variants: EngineVariant[] = [
-    { label: `daemon defaults (maxBatchTokens ${DEFAULT_MAX_BATCH_TOKENS})`, engine: defaults },
+    { label: `daemon defaults (parts of ${DEFAULT_CHUNK_TOKENS}, maxBatchTokens ${DEFAULT_MAX_BATCH_TOKENS})`, engine: defaults },
+    { label: 'each window in one run (chunkTokens 0)', engine: { ...defaults, chunkTokens: 0 } },
     { label: 'maxBatchTokens 4096', engine: { ...defaults, maxBatchTokens: 4096 } },
     { label: 'padded to 64/128/256/512 tokens', engine: { ...defaults, padLengths: [64, 128, 256, 512] } },
     { label: 'onnxruntime arena and memory pattern off', engine: { ...defaults, session: { cpuMemArena: false, memPattern: false } } },
@@ -120,9 +121,11 @@ async function printThroughputAndMemory(modelDir: string, repoRoot: string): Pro
   console.log(`  after the inbox:  ${mib(daemon.rssAfterBytes)}`);
   const met = daemon.peakRssBytes <= TARGETS.peakRssBytes ? 'met' : 'missed';
   console.log(`  peak (VmHWM):     ${mib(daemon.peakRssBytes)} = ${(daemon.peakRssBytes / 1e6).toFixed(0)} MB (target ${TARGETS.peakRssBytes / 1e6} MB, ${met})`);
+  console.log(`  of which at most: ${mib(daemon.peakAnonBytes)} anonymous, ${mib(daemon.peakFileBytes)} mapped files (RssAnon, RssFile sampled every 25 ms)`);
   console.log(`  with ${Object.entries(LOW_MEMORY_ENV).map(([name, value]) => `${name}=${value}`).join(' ')}:`);
   console.log(
-    `    idle ${mib(lowMemory.idleRssBytes)}, peak ${mib(lowMemory.peakRssBytes)}, ${lowMemory.secondsToDone.toFixed(1)} s to done/ ` +
+    `    idle ${mib(lowMemory.idleRssBytes)}, peak ${mib(lowMemory.peakRssBytes)} (anonymous ${mib(lowMemory.peakAnonBytes)}), ` +
+      `${lowMemory.secondsToDone.toFixed(1)} s to done/ ` +
       `(${(lowMemory.proteins / lowMemory.secondsToDone).toFixed(1)} proteins/s, ${lowMemory.results} results, ${lowMemoryLoad})`,
   );
   console.log('  breakdown, each line a fresh process (resident after the stage / peak):');
@@ -140,21 +143,32 @@ async function printThroughputAndMemory(modelDir: string, repoRoot: string): Pro
  * daemon's throughput on 500 real proteins with the model alone, (f) breaks down the daemon's
  * memory, and the last part compares the BitLinear kernel formats.
  */
+/** Parts that `node dist/bench/main.js PART...` can pick; without arguments every part runs. */
+const PARTS = ['speedup', 'latency', 'variants', 'throughput', 'formats'] as const;
+type Part = (typeof PARTS)[number];
+
+function chosenParts(args: string[]): Set<Part> {
+  const unknown = args.filter((arg) => !(PARTS as readonly string[]).includes(arg));
+  if (unknown.length > 0) throw new Error(`unknown benchmark part ${unknown.join(', ')}: expected any of ${PARTS.join(', ')}`);
+  return new Set(args.length > 0 ? (args as Part[]) : PARTS);
+}
+
 async function main(): Promise<void> {
+  const parts = chosenParts(process.argv.slice(2));
   const modelDir = path.resolve(process.env.BITNET_EDGE_MODEL_DIR ?? bundledModelDir());
   const repoRoot = path.resolve(__dirname, '..', '..');
   printMachine(modelDir);
 
-  await printSpeedups(modelDir, repoRoot);
+  if (parts.has('speedup')) await printSpeedups(modelDir, repoRoot);
 
-  const protein = syntheticProtein(PROTEIN_RESIDUES, 7);
-  const inferenceMs = await printLatencies(modelDir, protein);
-  await printCacheLatency(modelDir, protein, inferenceMs);
-  await printVariantScan(modelDir, repoRoot, load);
-
-  await printThroughputAndMemory(modelDir, repoRoot);
-
-  await printModelFormats({ modelDir, repoRoot, rounds: FORMAT_ROUNDS, warmUpRounds: 3 });
+  if (parts.has('latency')) {
+    const protein = syntheticProtein(PROTEIN_RESIDUES, 7);
+    const inferenceMs = await printLatencies(modelDir, protein);
+    await printCacheLatency(modelDir, protein, inferenceMs);
+  }
+  if (parts.has('variants')) await printVariantScan(modelDir, repoRoot, load);
+  if (parts.has('throughput')) await printThroughputAndMemory(modelDir, repoRoot);
+  if (parts.has('formats')) await printModelFormats({ modelDir, repoRoot, rounds: FORMAT_ROUNDS, warmUpRounds: 3 });
   console.log(`\nend: ${load()}`);
 }
 

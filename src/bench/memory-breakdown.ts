@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
+import { DAEMON_NODE_FLAGS } from './daemon-throughput';
 import type { StageRequest, StageResult } from './memory-stage';
 
 /** One measured stage or engine variant of the breakdown. */
@@ -18,7 +19,7 @@ export interface EngineVariant {
 
 function runStage(request: StageRequest, env: Record<string, string> = {}): StageResult {
   const script = path.join(__dirname, 'memory-stage.js');
-  const result = spawnSync(process.execPath, ['--expose-gc', script, JSON.stringify(request)], {
+  const result = spawnSync(process.execPath, ['--expose-gc', ...DAEMON_NODE_FLAGS, script, JSON.stringify(request)], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
     timeout: 900_000,

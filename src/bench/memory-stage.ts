@@ -22,7 +22,7 @@ export interface StageRequest {
   proteinsFile: string;
   /** Sequences per predict() call in the `inference` stage, as the daemon's job processor claims them. */
   batchSize: number;
-  engine?: Pick<InferenceEngineOptions, 'intraOpThreads' | 'maxBatchTokens' | 'padLengths' | 'session'>;
+  engine?: Pick<InferenceEngineOptions, 'intraOpThreads' | 'maxBatchTokens' | 'chunkTokens' | 'padLengths' | 'session'>;
 }
 
 export interface StageResult {
@@ -32,8 +32,8 @@ export interface StageResult {
   inferenceSeconds?: number;
 }
 
-/** Returns VmRSS or VmHWM of a process (this one by default) from /proc/<pid>/status, in bytes. */
-export function readStatusBytes(field: 'VmRSS' | 'VmHWM', pid: number | 'self' = 'self'): number {
+/** Returns a memory field (VmRSS, VmHWM, RssAnon, RssFile) of a process (this one by default) from /proc/<pid>/status, in bytes. */
+export function readStatusBytes(field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile', pid: number | 'self' = 'self'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
   if (!match) throw new Error(`${field} not found in /proc/${pid}/status`);
