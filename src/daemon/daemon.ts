@@ -253,6 +253,7 @@ export class Daemon {
         outboxDropped: store.outboxDroppedTotal(),
         memoryCache: resultCache.stats,
         prefixCacheHitRatio: hitRatio(prefixCache.stats),
+        prefixCache: prefixCache.stats,
       }),
       store,
       publish: (topic, payload) => connection.publishVolatile(topic, payload),

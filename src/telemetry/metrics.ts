@@ -28,6 +28,15 @@ export interface TelemetryCounters {
   prefixCacheHitRatio?: number | null;
   /** Counters of the in-memory result cache, when the daemon has one. */
   memoryCache?: MemoryCacheCounters;
+  /** Size of the prefix (key/value) cache, when the daemon has one. */
+  prefixCache?: PrefixCacheSize;
+}
+
+/** Blocks held by the prefix cache, their estimated bytes, and the blocks evicted since the daemon started. */
+export interface PrefixCacheSize {
+  entries: number;
+  bytes: number;
+  evictions: number;
 }
 
 /** Counters of the in-memory result cache. Hits and misses are totals, and bytes is an estimate. */
@@ -90,7 +99,7 @@ export class Metrics {
   }
 
   /** Returns the counters without the queue depths, which come from the store. */
-  snapshot(): Omit<TelemetryCounters, 'pendingJobs' | 'outboxDepth' | 'outboxDropped' | 'prefixCacheHitRatio' | 'memoryCache'> {
+  snapshot(): Omit<TelemetryCounters, 'pendingJobs' | 'outboxDepth' | 'outboxDropped' | 'prefixCacheHitRatio' | 'memoryCache' | 'prefixCache'> {
     return {
       received: this.received,
       done: this.done,

@@ -26,7 +26,8 @@ export interface TelemetryRecord {
   /**
    * Hit ratios: the result cache (memory and SQLite together) over all done jobs, the prefix
    * cache as the engine reports it. The memory fields are totals of the in-memory tier, zero
-   * when it is disabled, and memoryBytes is its estimated size.
+   * when it is disabled, and memoryBytes is its estimated size. The prefix fields give the
+   * blocks the prefix cache holds, their estimated bytes and the blocks evicted so far.
    */
   cache: {
     resultHitRatio: number | null;
@@ -35,6 +36,9 @@ export interface TelemetryRecord {
     memoryMisses: number;
     memoryBytes: number;
     memoryEntries: number;
+    prefixEntries: number;
+    prefixBytes: number;
+    prefixEvictions: number;
   };
   /** Busy share of CPU time over the interval (0 to 1) and the one-minute load average per core. */
   cpu: { load: number; loadAveragePerCore: number };

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { PrefixCache } from '../../src/cache/prefix-cache';
 import { ResultCache } from '../../src/cache/result-cache';
 import { createLogger } from '../../src/log';
 import { databaseFile, Store } from '../../src/store';
@@ -24,7 +25,7 @@ describe('memory cache telemetry', () => {
     fixture.remove();
   });
 
-  function createSampler(metrics: Metrics, cache: ResultCache | null): TelemetrySampler {
+  function createSampler(metrics: Metrics, cache: ResultCache | null, prefixCache: PrefixCache | null = null): TelemetrySampler {
     const sysfsRoot = path.join(fixture.root, 'sys');
     return new TelemetrySampler({
       intervalMs: 10_000,
@@ -36,6 +37,7 @@ describe('memory cache telemetry', () => {
         pendingJobs: 0,
         outboxDepth: 0,
         ...(cache ? { memoryCache: cache.stats } : {}),
+        ...(prefixCache ? { prefixCache: prefixCache.stats } : {}),
       }),
       store,
       retentionHours: 1,
@@ -70,6 +72,32 @@ describe('memory cache telemetry', () => {
     expect(record.cache.prefixHitRatio).toBeNull();
   });
 
+  test('record carries the prefix cache size', async () => {
+    // Room for about two first blocks (17 positions with <bos>), so a third sequence evicts the oldest.
+    const size = 2 * 17 * 4;
+    const blockBytes = 4 * size * 4 + 16 * 4;
+    const prefixCache = new PrefixCache({ maxBytes: Math.floor(2.5 * blockBytes), blockSize: 16 });
+    for (let sequence = 0; sequence < 3; sequence++) {
+      const ids = [1, ...Array.from({ length: 40 }, (_, i) => 4 + ((i + sequence) % 20))];
+      const stored = prefixCache.store('model-abc', ids, 1, 0, 17, {
+        length: 17,
+        keys: [new Float32Array(size), new Float32Array(size)],
+        values: [new Float32Array(size), new Float32Array(size)],
+        stateSum: new Float32Array(16),
+        positionOutputs: {},
+      });
+      expect(stored).toBe(true);
+    }
+
+    const record = await createSampler(new Metrics(), null, prefixCache).sampleNow();
+
+    expect(record.cache.prefixEntries).toBe(prefixCache.stats.entries);
+    expect(record.cache.prefixBytes).toBe(prefixCache.stats.bytes);
+    expect(record.cache.prefixBytes).toBeGreaterThan(0);
+    expect(record.cache.prefixEvictions).toBeGreaterThan(0);
+    expect(record.cache.prefixEvictions).toBe(prefixCache.stats.evictions);
+  });
+
   test('record without cache has zeros', async () => {
     const record = await createSampler(new Metrics(), null).sampleNow();
 
@@ -80,6 +108,9 @@ describe('memory cache telemetry', () => {
       memoryMisses: 0,
       memoryBytes: 0,
       memoryEntries: 0,
+      prefixEntries: 0,
+      prefixBytes: 0,
+      prefixEvictions: 0,
     });
   });
 });

@@ -10,7 +10,7 @@ const SMOKE_MODEL_DIR = path.join(__dirname, '..', 'fixtures', 'model-smoke');
 const MAX_PAYLOAD_BYTES = 4096;
 
 interface TelemetryRecord {
-  cache: { prefixHitRatio: number | null };
+  cache: { prefixHitRatio: number | null; prefixEntries: number; prefixBytes: number };
 }
 
 describe('variant requests through the daemon', () => {
@@ -88,5 +88,9 @@ describe('variant requests through the daemon', () => {
     const ratios = probe.json<TelemetryRecord>(topics.telemetry).map((record) => record.cache.prefixHitRatio).filter((ratio) => ratio !== null);
     expect(ratios[ratios.length - 1]).toBeGreaterThan(0);
     expect(ratios[ratios.length - 1]).toBeLessThanOrEqual(1);
+    // The wild type's blocks stay in the prefix cache after the request.
+    const last = probe.json<TelemetryRecord>(topics.telemetry).filter((record) => record.cache.prefixHitRatio !== null).pop()!;
+    expect(last.cache.prefixEntries).toBeGreaterThan(0);
+    expect(last.cache.prefixBytes).toBeGreaterThan(last.cache.prefixEntries);
   });
 });
