@@ -22,6 +22,7 @@ export interface ProcessorStore {
   retryJobs(jobIds: number[], retryAfter: Date): void;
   findCachedPrediction(sequenceHash: string, modelId: string, options?: PredictOptions): Prediction | null;
   completeJob(jobId: number, result: JobResult, publications: OutboxMessage[]): void;
+  completeJobs(items: Array<{ jobId: number; result: JobResult; publications: OutboxMessage[] }>): void;
   failJob(jobId: number, code: string, message: string, publications: OutboxMessage[]): void;
   getInput(inputId: number): InputRow | null;
   isInputComplete(inputId: number): boolean;
@@ -35,6 +36,23 @@ export interface ProcessorStore {
 export interface ProcessorMetrics {
   recordDone(sample: { queueWaitMs: number; inferenceMs: number; totalMs: number; residues: number; cached: boolean }): void;
   recordFailed(): void;
+}
+
+/** When and how a batch of results was made. */
+interface ResultTiming {
+  cached: boolean;
+  /** Model time per job, in ms; 0 for cache hits. */
+  inferenceMs: number;
+  startedAt: Date;
+}
+
+/** A result ready to be stored, with the latencies it reports. */
+interface ResultRow {
+  jobId: number;
+  result: JobResult;
+  publications: OutboxMessage[];
+  queueWaitMs: number;
+  latencyMs: number;
 }
 
 export interface JobProcessorOptions {
@@ -175,12 +193,14 @@ export class JobProcessor {
     const { store } = this.options;
     const startedAt = this.clock();
     const misses: JobRow[] = [];
+    const hits: Array<{ job: JobRow; prediction: Prediction }> = [];
 
     for (const job of jobs) {
       const cached = this.findCachedPrediction(job);
-      if (cached) this.commitResult(job, cached, { cached: true, inferenceMs: 0, startedAt });
+      if (cached) hits.push({ job, prediction: cached });
       else misses.push(job);
     }
+    if (hits.length > 0) this.commitResults(hits, { cached: true, inferenceMs: 0, startedAt });
 
     if (misses.length > 0) {
       if (!this.running) {
@@ -231,9 +251,12 @@ export class JobProcessor {
 
     const inferenceMs = (performance.now() - inferenceStart) / jobs.length;
     const memory = this.memoryCache();
-    jobs.forEach((job, index) => {
-      const committed = this.commitResult(job, predictions[index], { cached: false, inferenceMs, startedAt });
-      if (committed) memory?.set(resultCacheKey(this.options.predictor.modelId, job.sequenceHash, predictOptionsKey(job.options)), predictions[index]);
+    const committed = this.commitResults(
+      jobs.map((job, index) => ({ job, prediction: predictions[index] })),
+      { cached: false, inferenceMs, startedAt },
+    );
+    committed.forEach(({ job, prediction }) => {
+      memory?.set(resultCacheKey(this.options.predictor.modelId, job.sequenceHash, predictOptionsKey(job.options)), prediction);
     });
   }
 
@@ -284,33 +307,60 @@ export class JobProcessor {
     this.retryTimers.add(timer);
   }
 
-  /** Stores the result with its publication and returns false when the transaction failed. */
-  private commitResult(job: JobRow, prediction: Prediction, timing: { cached: boolean; inferenceMs: number; startedAt: Date }): boolean {
+  /**
+   * Stores the results with their publications in one transaction, which costs one fsync for
+   * the batch. When that transaction fails, each result is stored on its own, so one job that
+   * cannot be stored does not hold back the others. Returns the results that were stored.
+   */
+  private commitResults(items: Array<{ job: JobRow; prediction: Prediction }>, timing: ResultTiming): Array<{ job: JobRow; prediction: Prediction }> {
     const now = this.clock();
+    const rows = items.map(({ job, prediction }) => this.resultRow(job, prediction, timing, now));
+
+    if (rows.length > 1) {
+      try {
+        this.options.store.completeJobs(rows.map(({ jobId, result, publications }) => ({ jobId, result, publications })));
+        rows.forEach((row, index) => this.recordDone(items[index].job, row, timing));
+        return items;
+      } catch (err) {
+        this.logger.warn({ err, jobIds: rows.map((row) => row.jobId) }, 'storing the batch of results failed, storing them one by one');
+      }
+    }
+
+    return items.filter(({ job }, index) => {
+      const row = rows[index];
+      try {
+        this.options.store.completeJob(row.jobId, row.result, row.publications);
+      } catch (err) {
+        this.logger.error({ err, jobId: job.id }, 'storing the result failed');
+        return false;
+      }
+      this.recordDone(job, row, timing);
+      return true;
+    });
+  }
+
+  private resultRow(job: JobRow, prediction: Prediction, timing: ResultTiming, now: Date): ResultRow {
     const queueWaitMs = Math.max(0, timing.startedAt.getTime() - Date.parse(job.createdAt));
     const latencyMs = Math.max(0, now.getTime() - timing.startedAt.getTime());
     const publication = predictionMessage(this.options.topics, job, prediction, { cached: timing.cached, latencyMs, createdAt: now });
-
-    try {
-      this.options.store.completeJob(
-        job.id,
-        { prediction, modelId: this.options.predictor.modelId, cached: timing.cached, latencyMs, queueWaitMs },
-        [publication],
-      );
-    } catch (err) {
-      this.logger.error({ err, jobId: job.id }, 'storing the result failed');
-      return false;
-    }
-
-    this.options.metrics.recordDone({
+    return {
+      jobId: job.id,
+      result: { prediction, modelId: this.options.predictor.modelId, cached: timing.cached, latencyMs, queueWaitMs },
+      publications: [publication],
       queueWaitMs,
+      latencyMs,
+    };
+  }
+
+  private recordDone(job: JobRow, row: ResultRow, timing: ResultTiming): void {
+    this.options.metrics.recordDone({
+      queueWaitMs: row.queueWaitMs,
       inferenceMs: timing.inferenceMs,
-      totalMs: queueWaitMs + latencyMs,
+      totalMs: row.queueWaitMs + row.latencyMs,
       residues: job.residues.length,
       cached: timing.cached,
     });
-    this.logger.debug({ jobId: job.id, recordId: job.recordId, cached: timing.cached, latencyMs }, 'job done');
-    return true;
+    this.logger.debug({ jobId: job.id, recordId: job.recordId, cached: timing.cached, latencyMs: row.latencyMs }, 'job done');
   }
 
   private commitFailure(job: JobRow, code: string, message: string): void {
