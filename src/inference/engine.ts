@@ -216,10 +216,15 @@ export class InferenceEngine {
    * Runs rows of token ids, all of one length and without padding, after `past`, and returns the
    * raw outputs with the present state. Without `past` a model with a prefix cache reads the rows
    * on their own. Position numbering continues after the past, so rows that follow a past hold no
-   * `<bos>`. The past must have one row per token row. With `options.present` false the present
-   * state is not fetched and `present` is null. Not counted in `stats`.
+   * `<bos>`. The past must have one row per token row, or one row for all of them with
+   * `options.sharedPast`. With `options.present` false the present state is not fetched and
+   * `present` is null; with a shared past it covers every row. Not counted in `stats`.
    */
-  async runTokens(rows: ReadonlyArray<readonly number[]>, past?: PastState, options: { present?: boolean } = {}): Promise<TokenRunResult> {
+  async runTokens(
+    rows: ReadonlyArray<readonly number[]>,
+    past?: PastState,
+    options: { present?: boolean; sharedPast?: boolean } = {},
+  ): Promise<TokenRunResult> {
     const model = this.requireModel();
     if (!this.handle) throw new Error('inference engine is not running; call start() first');
     if (rows.length === 0 || rows.some((row) => row.length === 0 || row.length !== rows[0].length)) {
@@ -230,7 +235,13 @@ export class InferenceEngine {
     const packed = packBatch(rows, model.pkg.manifest.tokenizer.padId);
     const fetchPresent = cache !== undefined && options.present !== false;
     const chunkTokens = this.partLength(model);
-    const { outputs } = await this.run(this.handle, packed, false, { past, fetchPresent, ...(chunkTokens > 0 ? { chunkTokens } : {}) });
+    const shared = past !== undefined && options.sharedPast === true;
+    const { outputs } = await this.run(this.handle, packed, false, {
+      past,
+      fetchPresent,
+      ...(shared ? { sharedPast: true } : {}),
+      ...(chunkTokens > 0 ? { chunkTokens } : {}),
+    });
     if (!cache || !fetchPresent) return { outputs, present: null };
 
     const take = (name: string): Float32Array => {
@@ -444,7 +455,7 @@ export class InferenceEngine {
     handle: WorkerHandle,
     batch: PackedBatch,
     counted: boolean,
-    extra: Pick<RunRequest, 'past' | 'fetchPresent' | 'chunkTokens'> = {},
+    extra: Pick<RunRequest, 'past' | 'sharedPast' | 'fetchPresent' | 'chunkTokens'> = {},
   ): Promise<RunResult> {
     const requestId = this.nextRequestId++;
 

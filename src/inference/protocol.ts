@@ -83,6 +83,11 @@ export interface RunRequest {
    * zero state sum), so the run reads the batch on its own.
    */
   past?: PastState;
+  /**
+   * The past holds one row, which the worker repeats for every row of the batch. Rows that share
+   * a prefix (the variants of one protein) then cross the thread boundary once, not once per row.
+   */
+  sharedPast?: boolean;
   /** Also fetches the present keys, values and state sum, keyed by their graph names. */
   fetchPresent?: boolean;
   /**

@@ -34,19 +34,29 @@ function describeValues(metadata: readonly InferenceSession.ValueMetadata[]): Gr
  * Returns the past inputs of a prefix-cache graph. Without a past, the keys and values have 0
  * positions (a zero-length tensor, which onnxruntime-node 1.31 accepts) and the state sum is zero.
  */
-function pastFeeds(cache: PrefixCacheNames, batchSize: number, past: PastState | undefined): Record<string, Tensor> {
+function pastFeeds(cache: PrefixCacheNames, batchSize: number, past: PastState | undefined, shared = false): Record<string, Tensor> {
   const length = past?.length ?? 0;
   const dims = [batchSize, cache.heads, length, cache.headDim];
   const feeds: Record<string, Tensor> = {};
+  // A shared past has one row; the batch gets it once per row.
+  const rows = (tensor: Float32Array): Float32Array => (shared ? repeatRow(tensor, batchSize) : tensor);
 
   cache.pastKeys.forEach((name, layer) => {
-    feeds[name] = new Tensor('float32', past?.keys[layer] ?? new Float32Array(0), dims);
+    feeds[name] = new Tensor('float32', past ? rows(past.keys[layer]) : new Float32Array(0), dims);
   });
   cache.pastValues.forEach((name, layer) => {
-    feeds[name] = new Tensor('float32', past?.values[layer] ?? new Float32Array(0), dims);
+    feeds[name] = new Tensor('float32', past ? rows(past.values[layer]) : new Float32Array(0), dims);
   });
-  feeds[cache.pastStateSum] = new Tensor('float32', past?.stateSum ?? new Float32Array(batchSize * cache.dModel), [batchSize, cache.dModel]);
+  feeds[cache.pastStateSum] = new Tensor('float32', past ? rows(past.stateSum) : new Float32Array(batchSize * cache.dModel), [batchSize, cache.dModel]);
   return feeds;
+}
+
+/** Returns `row` repeated `count` times, one after another. */
+function repeatRow(row: Float32Array, count: number): Float32Array {
+  if (count === 1) return row;
+  const out = new Float32Array(row.length * count);
+  for (let index = 0; index < count; index++) out.set(row, index * row.length);
+  return out;
 }
 
 /** Returns a float32 output of a run, or throws when it is missing or of another type. */
@@ -100,7 +110,7 @@ async function runBatch(session: InferenceSession, init: WorkerInit, request: Ru
   const feeds: Record<string, Tensor> = {
     [init.inputIdsName]: new Tensor('int64', request.inputIds, dims),
     [init.attentionMaskName]: new Tensor('int64', request.attentionMask, dims),
-    ...(init.prefixCache ? pastFeeds(init.prefixCache, request.batchSize, request.past) : {}),
+    ...(init.prefixCache ? pastFeeds(init.prefixCache, request.batchSize, request.past, request.sharedPast) : {}),
   };
   const outputNames = fetchedNames(init, request);
 
@@ -171,7 +181,7 @@ async function runInParts(
   const outputNames = fetchedNames(init, request);
   const presentNames = [...cache.presentKeys, ...cache.presentValues, cache.stateSum];
   const partNames = [...new Set([...init.outputNames, ...presentNames])];
-  let past = pastFeeds(cache, batchSize, request.past);
+  let past = pastFeeds(cache, batchSize, request.past, request.sharedPast);
   const parts: Array<{ width: number; results: InferenceSession.OnnxValueMapType }> = [];
   let runMs = 0;
 
@@ -261,7 +271,7 @@ async function serve(port: MessagePort, init: WorkerInit): Promise<void> {
         const transfer = Object.values(outputs).map((output) => output.data.buffer as ArrayBuffer);
         const message: WorkerMessage = { type: 'result', requestId: request.requestId, outputs, runMs };
         port.postMessage(message, transfer);
-        if (request.chunkTokens !== undefined && request.seqLength > request.chunkTokens) collectYoungGeneration();
+        if (request.past || (request.chunkTokens !== undefined && request.seqLength > request.chunkTokens)) collectYoungGeneration();
       } catch (err) {
         const message: WorkerMessage = { type: 'runFailed', requestId: request.requestId, message: (err as Error).message };
         port.postMessage(message);

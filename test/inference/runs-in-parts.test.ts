@@ -122,4 +122,19 @@ describeWithModel('windows read in parts', () => {
     }
     expect(largestDifference(Array.from(actual.present!.keys[0]), Array.from(expected.present!.keys[0]))).toBeLessThan(LOGIT_TOLERANCE);
   });
+
+  test('a shared one-row past gives the outputs of the past repeated per row', async () => {
+    const prefix = Array.from(GFP_AEQVI.slice(0, 40), (_, i) => 4 + (i % 20));
+    const rows = [0, 1, 2].map((shift) => Array.from({ length: 20 }, (_, i) => 4 + ((i + shift) % 20)));
+    const single = await inParts.runTokens([[1, ...prefix]]);
+    const repeated = await inParts.runTokens([[1, ...prefix], [1, ...prefix], [1, ...prefix]]);
+
+    const shared = await inParts.runTokens(rows, single.present!, { present: false, sharedPast: true });
+    const tiled = await inParts.runTokens(rows, repeated.present!, { present: false });
+
+    for (const [name, output] of Object.entries(tiled.outputs)) {
+      expect(shared.outputs[name].dims).toEqual(output.dims);
+      expect(largestDifference(Array.from(shared.outputs[name].data), Array.from(output.data))).toBeLessThan(LOGIT_TOLERANCE);
+    }
+  });
 });
