@@ -26,7 +26,7 @@ import onnx
 import torch
 
 from . import data, domains
-from .evaluate import DOMAIN_MAX_GAP, DOMAIN_MIN_LENGTH, evaluate, evaluation_sets, predict, unigram_perplexity
+from .evaluate import evaluate, evaluation_sets, predict, unigram_perplexity
 from .export import OPSET, export_onnx, write_reference
 from .model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, VOCAB, count_parameters
 from .domain_head import fit_domain_head
@@ -60,16 +60,22 @@ def refit_domain_head(config: dict, labels_path: Path, checkpoint_dir: Path, ter
         model.set_quantization("ternary")
         model.freeze()
     summary = fit_domain_head(model, dataset["records"], meta["domainFamilies"], config, config["seed"])
-    torch.save({"domain_head": model.domain_head.state_dict(), "summary": summary}, checkpoint_dir / "domain_head.pt")
+    torch.save({"domain_head": model.domain_head.state_dict(), "hidden": summary["hidden"],
+                "lookahead": summary["lookahead"], "summary": summary}, checkpoint_dir / "domain_head.pt")
 
 
 def load_domain_head(model, checkpoint_dir: Path) -> dict | None:
-    """Put the refitted domain head into model when checkpoint_dir has one; return its summary."""
+    """Put the refitted domain head into model when checkpoint_dir has one; return its summary.
+
+    A file written before the hidden layer and the lookahead existed contains a linear head read at lookahead 0.
+    """
     path = checkpoint_dir / "domain_head.pt"
     if model.domain_head is None or not path.exists():
         return None
     saved = torch.load(path)
+    model.replace_domain_head(saved.get("hidden", 0), saved.get("lookahead", 0))
     model.domain_head.load_state_dict(saved["domain_head"])
+    model.domain_head.eval()
     return saved["summary"]
 
 
@@ -141,7 +147,7 @@ def go_train_frequencies(records, meta) -> list[float]:
 
 
 def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metrics: dict, provenance: dict,
-                   parameters: int, exported: dict) -> dict:
+                   parameters: int, exported: dict, lookahead: int) -> dict:
     names = exported["outputs"]
     past_inputs, present_outputs = exported["pastInputs"], exported["presentOutputs"]
     onnx_path = out / RUNTIME_ONNX
@@ -170,9 +176,12 @@ def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metric
             "labels": meta["domainFamilies"],
             "accessions": [details[f]["accession"] for f in meta["domainFamilies"]],
             "descriptions": [details[f]["description"] for f in meta["domainFamilies"]],
-            "thresholds": thresholds["domain"],
-            "minLength": DOMAIN_MIN_LENGTH, "maxGap": DOMAIN_MAX_GAP,
-            "decoding": ("softmax over no-domain and the families per residue; residues whose family probability "
+            "thresholds": thresholds["domain"]["thresholds"],
+            "minLength": thresholds["domain"]["minLength"], "maxGap": thresholds["domain"]["maxGap"],
+            "lookahead": lookahead,
+            "decoding": ("softmax over no-domain and the families per position; the class probabilities of residue j "
+                         "are those at the position of residue min(j + lookahead, last residue), so the last "
+                         "lookahead residues share the last position's; residues whose family probability "
                          "reaches the family threshold form runs, runs separated by at most maxGap residues merge, "
                          "runs shorter than minLength residues are dropped; score = mean family probability; "
                          "1-based inclusive coordinates"),
@@ -304,9 +313,10 @@ def main(argv=None) -> int:
     model = build_model(config["model"], meta)
     model.load_state_dict(torch.load(final_checkpoint)["model"])
     model.set_quantization("ternary")
-    parameters = count_parameters(model)
     model.freeze()
     domain_head_summary = load_domain_head(model, checkpoint_dir)
+    # Counted after the refit, because the refitted domain head can be larger than the trained one.
+    parameters = count_parameters(model)
     exported = export_onnx(model, out / EXPORTED_ONNX)
     write_runtime_graph(out / EXPORTED_ONNX, out / RUNTIME_ONNX)
 
@@ -352,7 +362,8 @@ def main(argv=None) -> int:
         "machine": machine_description(),
         "domainHeadRefit": domain_head_summary,
     }
-    manifest = write_manifest(out, config, meta, thresholds, metrics, provenance, parameters, exported)
+    manifest = write_manifest(out, config, meta, thresholds, metrics, provenance, parameters, exported,
+                              model.domain_lookahead)
     write_model_card(out, manifest, meta)
     log.info("wrote %s in %.0f s", out, time.monotonic() - started)
     return 0

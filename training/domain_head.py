@@ -1,10 +1,17 @@
-"""Refit the domain head on frozen final states with a class-balanced loss.
+"""Refit the domain head on frozen final states with a lookahead readout.
 
 Domain residues are rare (about 1 % of the proteins carry one of the families), so in the
 multi-task run the per-residue domain loss is dominated by "no domain" and the head learns little.
 This stage keeps the trained network fixed, collects the final states of training proteins (all
-with a domain, and as many without), and fits the domain head alone with class weights that give
-each class the same total weight.
+with a domain, and `negatives_per_positive` times as many without), and fits a new domain head
+alone.
+
+The network is causal, so the state at residue j has seen only residues up to j, and a head that
+classifies residue j from that state must call a domain's start before it has read any of the
+domain. With `lookahead` k, the head reads the state at residue min(j + k, last residue) and
+classifies residue j. The graph stays causal, and decoding moves the outputs back by k. The last
+k residues of a sequence all take the output at its last residue, and the fit trains the head on
+exactly those pairs.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import logging
 import random
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,28 +32,57 @@ log = logging.getLogger("training.domain_head")
 
 @torch.no_grad()
 def final_states(model, records, max_tokens: int, batch_size: int = 16):
-    """Return per-record final states [residues, d_model] (position of residue j is token j + 1)."""
+    """Return per-record final states [residues, d_model] (position of residue j is token j + 1).
+
+    Records are run in order of length, so batches carry little padding; the result keeps input order.
+    """
     model.eval()
-    states = []
-    for begin in range(0, len(records), batch_size):
-        chunk = records[begin:begin + batch_size]
-        token_lists = [encode(r["sequence"])[:max_tokens] for r in chunk]
-        length = max(len(t) for t in token_lists)
-        input_ids = torch.full((len(chunk), length), PAD_ID, dtype=torch.long)
-        for row, tokens in enumerate(token_lists):
-            input_ids[row, :len(tokens)] = torch.tensor(tokens)
+    token_lists = [encode(r["sequence"])[:max_tokens] for r in records]
+    order = sorted(range(len(records)), key=lambda i: len(token_lists[i]))
+    states: list = [None] * len(records)
+    for begin in range(0, len(order), batch_size):
+        indices = order[begin:begin + batch_size]
+        length = max(len(token_lists[i]) for i in indices)
+        input_ids = torch.full((len(indices), length), PAD_ID, dtype=torch.long)
+        for row, index in enumerate(indices):
+            input_ids[row, :len(token_lists[index])] = torch.tensor(token_lists[index])
         hidden = model.final_states(input_ids)
-        for row, tokens in enumerate(token_lists):
-            states.append(hidden[row, 1:len(tokens)].clone())
+        for row, index in enumerate(indices):
+            states[index] = hidden[row, 1:len(token_lists[index])].clone()
     return states
 
 
+def lookahead_rows(lengths: list[int], lookahead: int) -> torch.Tensor:
+    """Row of the concatenated states that the head reads for each residue: min(j + lookahead, last)."""
+    rows = []
+    offset = 0
+    for length in lengths:
+        rows.append(offset + np.minimum(np.arange(length) + lookahead, length - 1))
+        offset += length
+    return torch.from_numpy(np.concatenate(rows))
+
+
+def class_weights(labels: torch.Tensor, classes: int, power: float) -> torch.Tensor:
+    """Class-balanced weights (each present class gets the same total weight) raised to `power`.
+
+    Power 1 is fully balanced and 0 is unweighted; classes absent from `labels` get weight 0.
+    """
+    counts = torch.bincount(labels, minlength=classes).float()
+    present = counts > 0
+    balanced = torch.where(present, counts.sum() / (counts.clamp(min=1) * present.sum()), torch.zeros_like(counts))
+    return balanced ** power * present
+
+
 def fit_domain_head(model, records, families: list[str], config: dict, seed: int) -> dict:
-    """Fit model.domain_head in place on training proteins; return a summary for the manifest."""
+    """Replace model.domain_head with a head fitted on training proteins; return a summary for the manifest."""
     settings = config["train"].get("domain_head", {})
     steps = settings.get("steps", 1500)
     negatives_per_positive = settings.get("negatives_per_positive", 1.0)
+    lookahead = settings.get("lookahead", 0)
+    hidden = settings.get("hidden", 0)
+    power = settings.get("class_weight_power", 1.0)
     started = time.monotonic()
+
     rng = random.Random(seed)
     family_index = {family: i for i, family in enumerate(families)}
     train = [r for r in records if r["split"] == "train"]
@@ -53,27 +90,43 @@ def fit_domain_head(model, records, families: list[str], config: dict, seed: int
     negatives = [r for r in train if not r.get("domains")]
     rng.shuffle(negatives)
     chosen = positives + negatives[: int(len(positives) * negatives_per_positive)]
+
     max_tokens = config["model"]["max_length"]
-    states = torch.cat(final_states(model, chosen, max_tokens))
+    per_record = final_states(model, chosen, max_tokens)
+    states = torch.cat(per_record)
+    rows = lookahead_rows([len(s) for s in per_record], lookahead)
+    del per_record
     labels = torch.cat([
-        torch.tensor(residue_labels(len(r["sequence"]), r["domains"], family_index)[: max_tokens - 1], dtype=torch.long)
+        torch.tensor(residue_labels(len(r["sequence"]), r.get("domains") or [], family_index)[: max_tokens - 1],
+                     dtype=torch.long)
         for r in chosen
     ])
-    counts = torch.bincount(labels, minlength=len(families) + 1).float()
-    weights = torch.where(counts > 0, counts.sum() / (counts.clamp(min=1) * (counts > 0).sum()), torch.zeros_like(counts))
+    classes = len(families) + 1
+    weights = class_weights(labels, classes, power)
+
+    torch.manual_seed(seed)
+    model.replace_domain_head(hidden, lookahead)
     head = model.domain_head
+    head.train()
     optimizer = torch.optim.Adam(head.parameters(), lr=settings.get("lr", 0.003))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
     batch = settings.get("batch_residues", 4096)
     for step in range(steps):
         indices = torch.randint(0, len(labels), (batch,), generator=generator)
-        loss = F.cross_entropy(head(states[indices]), labels[indices], weight=weights)
+        loss = F.cross_entropy(head(states[rows[indices]]), labels[indices], weight=weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if (step + 1) % 250 == 0:
+        schedule.step()
+        if (step + 1) % 500 == 0:
             log.info("domain head step %d loss %.4f", step + 1, loss.item())
+    head.eval()
+
+    counts = torch.bincount(labels, minlength=classes)
     summary = {"proteins": len(chosen), "proteinsWithDomains": len(positives), "residues": int(len(labels)),
-               "classCounts": counts.int().tolist(), "steps": steps, "seconds": round(time.monotonic() - started)}
+               "classCounts": counts.tolist(), "classWeights": [round(w, 4) for w in weights.tolist()],
+               "hidden": hidden, "lookahead": lookahead, "steps": steps,
+               "seconds": round(time.monotonic() - started)}
     log.info("domain head refitted: %s", summary)
     return summary

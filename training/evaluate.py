@@ -68,7 +68,8 @@ def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
             # Position j + 1 is residue j, and <bos> at position 0 has no residue.
             probabilities = torch.softmax(outputs["domain_logits"], dim=-1).numpy()
             for row, index in enumerate(indices):
-                domain_probabilities[index] = probabilities[row, 1:len(token_lists[index])]
+                domain_probabilities[index] = shift_domain_rows(probabilities[row, 1:len(token_lists[index])],
+                                                                model.domain_lookahead)
         for head in ("localization", "go", "function"):
             key = f"{head}_logits"
             if key not in outputs:
@@ -86,14 +87,31 @@ def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
     return result
 
 
+def shift_domain_rows(rows: np.ndarray, lookahead: int) -> np.ndarray:
+    """Return the domain class probabilities per residue from the head's rows per position.
+
+    rows: [residues, classes], row j at the position of residue j. The head's output at residue
+    j + lookahead classifies residue j, so residue j takes row min(j + lookahead, last). The last
+    `lookahead` residues all take the last row. The daemon's shiftDomainRows does the same.
+    """
+    if lookahead == 0 or not len(rows):
+        return rows
+    return rows[np.minimum(np.arange(len(rows)) + lookahead, len(rows) - 1)]
+
+
 # Span decoding of the domain head, the same in the daemon: residues whose family probability
-# reaches the family's threshold form runs; runs closer than DOMAIN_MAX_GAP residues merge, and runs
-# shorter than DOMAIN_MIN_LENGTH are dropped. A span's score is its mean family probability.
+# reaches the family's threshold form runs. Runs separated by at most max_gap residues merge, and
+# runs shorter than min_length are dropped. A span's score is its mean family probability. The
+# manifest stores the min_length and max_gap that tune_domain_decoding picks on validation.
 DOMAIN_MIN_LENGTH = 10
 DOMAIN_MAX_GAP = 4
+# Candidates of tune_domain_decoding, in order of preference on ties.
+DOMAIN_MIN_LENGTHS = (10, 20, 30, 50)
+DOMAIN_MAX_GAPS = (4, 8, 16)
 
 
-def decode_spans(probabilities: np.ndarray, thresholds: list[float]) -> list[tuple[int, int, int, float]]:
+def decode_spans(probabilities: np.ndarray, thresholds: list[float], min_length: int = DOMAIN_MIN_LENGTH,
+                 max_gap: int = DOMAIN_MAX_GAP) -> list[tuple[int, int, int, float]]:
     """Return (family index, start, end, score) with 1-based inclusive coordinates.
 
     probabilities: [residues, 1 + families], column 0 is "no domain".
@@ -108,13 +126,13 @@ def decode_spans(probabilities: np.ndarray, thresholds: list[float]) -> list[tup
         start = previous = int(inside[0])
         for position in inside[1:]:
             position = int(position)
-            if position - previous - 1 > DOMAIN_MAX_GAP:
+            if position - previous - 1 > max_gap:
                 runs.append((start, previous))
                 start = position
             previous = position
         runs.append((start, previous))
         for begin, end in runs:
-            if end - begin + 1 >= DOMAIN_MIN_LENGTH:
+            if end - begin + 1 >= min_length:
                 spans.append((family, begin + 1, end + 1, float(column[begin:end + 1].mean())))
     spans.sort(key=lambda span: (span[1], span[0]))
     return spans
@@ -141,11 +159,30 @@ def tune_domain_thresholds(records, probabilities, families: list[str]) -> list[
     return tune_thresholds(truth, scores)
 
 
+def tune_domain_decoding(records, probabilities, families: list[str]) -> dict:
+    """Tune the span decoding on these records: thresholds, then minimum length and maximum gap.
+
+    Per-family thresholds maximize residue-level F1, which rests on many residues and so varies
+    less than span F1 over the few proteins with a domain. The minimum length and maximum gap,
+    one pair for all families, then maximize pooled span F1 over DOMAIN_MIN_LENGTHS x
+    DOMAIN_MAX_GAPS; ties keep the earlier pair.
+    """
+    thresholds = tune_domain_thresholds(records, probabilities, families)
+    best = None
+    for min_length in DOMAIN_MIN_LENGTHS:
+        for max_gap in DOMAIN_MAX_GAPS:
+            f1 = domain_metrics(records, probabilities, families, thresholds, min_length, max_gap)["span"]["f1"]
+            if best is None or f1 > best[0]:
+                best = (f1, min_length, max_gap)
+    return {"thresholds": thresholds, "minLength": best[1], "maxGap": best[2]}
+
+
 def span_overlap(a_start: int, a_end: int, b_start: int, b_end: int) -> int:
     return max(0, min(a_end, b_end) - max(a_start, b_start) + 1)
 
 
-def domain_metrics(records, probabilities, families: list[str], thresholds: list[float]) -> dict:
+def domain_metrics(records, probabilities, families: list[str], thresholds: list[float],
+                   min_length: int = DOMAIN_MIN_LENGTH, max_gap: int = DOMAIN_MAX_GAP) -> dict:
     """Residue-level and span-level precision, recall and F1 per family and pooled (micro).
 
     Span level: a true span is found when predicted spans of its family cover at least half of it; a
@@ -156,7 +193,7 @@ def domain_metrics(records, probabilities, families: list[str], thresholds: list
     predicted_residues = scores >= np.array(thresholds)
     span_counts = np.zeros((len(families), 4), dtype=int)  # found, true, correct, predicted
     for record, probability in zip(records, probabilities):
-        predicted = decode_spans(probability, thresholds)
+        predicted = decode_spans(probability, thresholds, min_length, max_gap)
         actual = true_spans(record, families)
         for family, start, end in actual:
             covered = sum(span_overlap(start, end, s, e) for f, s, e, _ in predicted if f == family)
@@ -320,8 +357,10 @@ def evaluate(meta: dict, validation, validation_predictions, test, test_predicti
 
     if "domain" in test_predictions and meta.get("domainFamilies"):
         families = meta["domainFamilies"]
-        thresholds["domain"] = tune_domain_thresholds(validation, validation_predictions["domain"], families)
-        metrics["domain"] = domain_metrics(test, test_predictions["domain"], families, thresholds["domain"])
+        decoding = tune_domain_decoding(validation, validation_predictions["domain"], families)
+        thresholds["domain"] = decoding
+        metrics["domain"] = domain_metrics(test, test_predictions["domain"], families, decoding["thresholds"],
+                                           decoding["minLength"], decoding["maxGap"])
 
     # GO: per-label thresholds on propagated validation scores, Fmax per aspect on test.
     go_rows = [i for i, r in enumerate(validation) if r["goAspects"]]

@@ -139,11 +139,20 @@ class Block(nn.Module):
         return x, k, v
 
 
+def domain_head_module(d_model: int, classes: int, hidden: int = 0) -> nn.Module:
+    """Build a per-position domain head: Linear, or with hidden > 0 Linear, GELU, Linear."""
+    if hidden <= 0:
+        return nn.Linear(d_model, classes)
+    return nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, classes))
+
+
 class ProteinBitNet(nn.Module):
     """Decoder-only transformer with five heads.
 
     Localization, GO and function read the masked mean of the final states; the domain head
-    classifies every residue (0 = no domain, 1 + i = family i); the LM head predicts the next residue.
+    classifies residues (0 = no domain, 1 + i = family i) from one position's final state, and
+    its output at the position of residue j + domain_lookahead is the class of residue j (see
+    shift_domain_rows in evaluate.py); the LM head predicts the next residue.
     Right padding needs no key mask: with causal attention a real token never attends to a later
     pad position.
 
@@ -163,7 +172,9 @@ class ProteinBitNet(nn.Module):
         self.localization_head = nn.Linear(d_model, localization_labels)
         self.go_head = nn.Linear(d_model, go_labels)
         self.function_head = nn.Linear(d_model, function_labels) if function_labels else None
-        self.domain_head = nn.Linear(d_model, domain_labels + 1) if domain_labels else None
+        self.domain_head = domain_head_module(d_model, domain_labels + 1) if domain_labels else None
+        # Residues that the domain head reads past the residue it classifies; set by the refit.
+        self.domain_lookahead = 0
         self.head_dim = d_model // heads
         self.heads = heads
         self.d_model = d_model
@@ -178,6 +189,12 @@ class ProteinBitNet(nn.Module):
     def freeze(self) -> None:
         for layer in self.bit_linears():
             layer.freeze()
+
+    def replace_domain_head(self, hidden: int, lookahead: int) -> None:
+        """Put a freshly initialized domain head of `hidden` units (0: linear) in place of the current one."""
+        classes = self.domain_head.out_features if isinstance(self.domain_head, nn.Linear) else self.domain_head[-1].out_features
+        self.domain_head = domain_head_module(self.d_model, classes, hidden)
+        self.domain_lookahead = lookahead
 
     def final_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Return the final LayerNorm's states [batch, seq, d_model] of right-padded input."""

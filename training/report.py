@@ -25,7 +25,7 @@ from . import baselines
 from .build import TRAINING_DIR, load_domain_head, machine_description
 from .evaluate import (
     aupr, domain_metrics, evaluation_sets, exact_set_accuracy, f1_scores, fmax,
-    information_content, label_ancestor_matrix, matthews, predict, propagate_scores, smin, tune_domain_thresholds,
+    information_content, label_ancestor_matrix, matthews, predict, propagate_scores, smin, tune_domain_decoding,
     tune_thresholds, unigram_perplexity,
 )
 from .train import build_model
@@ -118,8 +118,12 @@ def unigram_table(train, test, rows, max_tokens: int) -> dict:
             for name, indices in rows.items()}
 
 
-def evaluate_method(name, validation, validation_predictions, test, test_predictions, meta, ancestors, ic, rows):
-    """All metrics of one method on the test proteins; thresholds tuned on the validation proteins."""
+def evaluate_method(name, validation, validation_predictions, test, test_predictions, meta, ancestors, ic, rows,
+                    domain_lookahead: int = 0):
+    """All metrics of one method on the test proteins; thresholds tuned on the validation proteins.
+
+    domain_lookahead is the method's domain-head lookahead, reported with the domain decoding.
+    """
     started = time.monotonic()
     result = {"go": go_table(test, test_predictions, meta, ancestors, ic, rows)}
     for head in ("localization", "function"):
@@ -129,11 +133,13 @@ def evaluate_method(name, validation, validation_predictions, test, test_predict
         result[head] = class_table(test, test_predictions, head, thresholds, rows, meta[f"{head}Labels"])
     if "domain" in test_predictions and meta.get("domainFamilies"):
         families = meta["domainFamilies"]
-        thresholds = tune_domain_thresholds(validation, validation_predictions["domain"], families)
+        decoding = tune_domain_decoding(validation, validation_predictions["domain"], families)
         result["domain"] = {bin_name: domain_metrics([test[i] for i in indices],
                                                      [test_predictions["domain"][i] for i in indices],
-                                                     families, thresholds)
+                                                     families, decoding["thresholds"], decoding["minLength"],
+                                                     decoding["maxGap"])
                             for bin_name, indices in rows.items()}
+        result["domainDecoding"] = dict(decoding, lookahead=domain_lookahead)
     if "residueNll" in test_predictions:
         result["lm"] = perplexity_table(test, test_predictions, rows)
     log.info("evaluated %s in %.0f s", name, time.monotonic() - started)
@@ -219,6 +225,13 @@ Written by `{report['command']}` on {report['machine']} in {report['wallSeconds'
             cells = [f"{cell(values['domain'][n]['residue']['f1'])} / {cell(values['domain'][n]['span']['f1'])}"
                      for n in names]
             out.append(f"| {method} | " + " | ".join(cells) + " |")
+        out.append("\nDecoding, tuned on the validation proteins (thresholds for residue F1, then minimum length "
+                   "and maximum gap for span F1); the head's output at residue j + lookahead classifies residue j:\n")
+        for method, values in domain_methods.items():
+            decoding = values["domainDecoding"]
+            out.append(f"- {method}: lookahead {decoding['lookahead']}, minimum length {decoding['minLength']}, "
+                       f"maximum gap {decoding['maxGap']}, thresholds "
+                       + ", ".join(f"{f} {t}" for f, t in zip(report["domainFamilies"], decoding["thresholds"])))
         out.append("\nPer family, all test proteins (residue precision / recall / F1; span F1; true spans):\n")
         out.append("| family | " + " | ".join(domain_methods) + " |\n|---|" + "---|" * len(domain_methods))
         for family in report["domainFamilies"]:
@@ -315,19 +328,23 @@ def main(argv=None) -> int:
     ic = information_content(train_records, meta)
 
     predictions = {}
+    lookaheads = {}
     model = load_model(config, meta, run_dir / "checkpoints" / "final.pt", ternary=True)
     predictions["ternary"] = (predict(model, validation, max_tokens), predict(model, test, max_tokens))
+    lookaheads["ternary"] = model.domain_lookahead
     twin_checkpoint = run_dir / "twin" / "final.pt"
     if twin_checkpoint.exists():
         twin = load_model(config, meta, twin_checkpoint, ternary=False)
         predictions["full precision"] = (predict(twin, validation, max_tokens), predict(twin, test, max_tokens))
+        lookaheads["full precision"] = twin.domain_lookahead
     predictions["naive"] = (baselines.frequency_predictions(validation, train_records, meta),
                             baselines.frequency_predictions(test, train_records, meta))
     for label, weighted in (("DIAMOND best hit", False), ("DIAMOND weighted", True)):
         predictions[label] = (baselines.diamond_predictions(validation, hits, train_records, meta, weighted),
                               baselines.diamond_predictions(test, hits, train_records, meta, weighted))
 
-    methods = {name: evaluate_method(name, validation, pair[0], test, pair[1], meta, ancestors, ic, rows)
+    methods = {name: evaluate_method(name, validation, pair[0], test, pair[1], meta, ancestors, ic, rows,
+                                     lookaheads.get(name, 0))
                for name, pair in predictions.items()}
     model_dir = arguments.model or (arguments.work / "smoke" / "model" if arguments.smoke else Path("models") / config["name"])
     manifest_path = model_dir / "manifest.json"

@@ -26,9 +26,33 @@ export function softmaxRows(
 }
 
 /**
+ * Returns the domain class probabilities per residue from the domain head's rows per residue
+ * position, the same way as `shift_domain_rows` in training/evaluate.py. `rows` is [length,
+ * width], row-major, row r from the head at residue r. The head's output at residue j +
+ * `lookahead` classifies residue j, so residue j takes row min(j + lookahead, length - 1), and
+ * the last `lookahead` residues all take the last row. Lookahead 0 returns `rows` itself.
+ */
+export function shiftDomainRows(rows: Float64Array, length: number, width: number, lookahead: number): Float64Array {
+  if (!Number.isInteger(lookahead) || lookahead < 0) {
+    throw new RangeError(`domain lookahead ${lookahead} is invalid: expected an integer of 0 or more`);
+  }
+  if (rows.length !== length * width) {
+    throw new RangeError(`expected ${length} rows of ${width} domain probabilities, got ${rows.length} values`);
+  }
+  if (lookahead === 0) return rows;
+
+  const shifted = new Float64Array(rows.length);
+  for (let residue = 0; residue < length; residue++) {
+    const source = Math.min(residue + lookahead, length - 1);
+    shifted.set(rows.subarray(source * width, (source + 1) * width), residue * width);
+  }
+  return shifted;
+}
+
+/**
  * Decodes the domain head's per-residue class probabilities into spans, the same way as
  * `decode_spans` in training/evaluate.py. `probabilities` is [length, 1 + families], row-major,
- * row j for residue j, column 0 "no domain" and column 1 + i family i.
+ * row j for residue j (after shiftDomainRows), column 0 "no domain" and column 1 + i family i.
  *
  * For each family, the residues whose probability reaches the family's threshold form runs. Two
  * runs merge when at most `maxGap` residues lie between them, and a run shorter than `minLength`

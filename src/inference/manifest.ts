@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { windowOverlap } from './windows';
 
 /** Checks that every per-label list of a head has one entry per label and that labels are unique. */
 function checkLabelLists(
@@ -53,7 +54,8 @@ const goHeadSchema = z
 
 /**
  * Per-residue domain head: output [batch, seq, 1 + families], class 0 is "no domain" and class
- * 1 + i is family i. See decodeDomainSpans in domains.ts for how spans are read from it.
+ * 1 + i is family i. See shiftDomainRows and decodeDomainSpans in domains.ts for how spans are
+ * read from it.
  */
 const domainHeadSchema = z
   .object({
@@ -67,6 +69,11 @@ const domainHeadSchema = z
     minLength: z.number().int().min(1),
     /** Most residues below the threshold between two runs of a family that still merge into one span. */
     maxGap: z.number().int().min(0),
+    /**
+     * Readout offset in residues: the head's output at residue j + lookahead classifies residue
+     * j. Manifests written before the offset existed have none, which reads as 0.
+     */
+    lookahead: z.number().int().min(0).default(0),
   })
   .superRefine((head, context) => {
     checkLabelLists(head, context);
@@ -186,7 +193,28 @@ export const manifestSchema = z
     training: z.record(z.string(), z.unknown()).optional(),
     metrics: z.record(z.string(), z.unknown()).optional(),
   })
-  .passthrough();
+  .passthrough()
+  .superRefine((manifest, context) => {
+    const domain = manifest.heads.domain;
+    if (!domain) return;
+
+    // Residue j takes the domain row of residue j + lookahead, which the window scoring that
+    // residue computes. That window has read residue j only when windows overlap by at least
+    // the lookahead.
+    const { tokenizer } = manifest;
+    const maxResidues = tokenizer.maxLength - (tokenizer.addBos ? 1 : 0) - (tokenizer.addEos ? 1 : 0);
+    if (tokenizer.windowOverlap !== undefined && tokenizer.windowOverlap >= maxResidues) return;
+    const overlap = windowOverlap(maxResidues, tokenizer.windowOverlap);
+    if (domain.lookahead > overlap) {
+      context.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['heads', 'domain', 'lookahead'],
+        message:
+          `is ${domain.lookahead} but windows of a long sequence overlap by only ${overlap} residues; ` +
+          'set tokenizer.windowOverlap to at least the lookahead',
+      });
+    }
+  });
 
 export type Manifest = z.infer<typeof manifestSchema>;
 export type TokenizerSpec = Manifest['tokenizer'];

@@ -1,5 +1,5 @@
 import type { LanguageModelScores, Prediction, PredictOptions, ScoredGoTerm, ScoredLabel } from '../contracts/prediction';
-import { decodeDomainSpans } from './domains';
+import { decodeDomainSpans, shiftDomainRows } from './domains';
 import { scoreLanguageModel } from './language-model';
 import type { GoHead, ModelPackage, MultiLabelHead } from './manifest';
 import { poolMax, poolWeightedMean, sumLanguageModelScores } from './pooling';
@@ -96,8 +96,9 @@ export interface WindowScores {
   /** Scores of the residues from the window's `firstScoredResidue` on. */
   lm: LanguageModelScores;
   /**
-   * Domain class probabilities of the residues from `firstScoredResidue` on, [residues, 1 +
-   * families] row-major. Present when the model has a domain head.
+   * Domain head's class probabilities at the positions of the residues from `firstScoredResidue`
+   * on, [residues, 1 + families] row-major, before buildPrediction moves them back by the head's
+   * lookahead. Present when the model has a domain head.
    */
   domainProbabilities?: Float64Array;
   /** Per-residue language model output of the same residues. Present when the row asked for it. */
@@ -182,9 +183,10 @@ function countCoveredResidues(windows: readonly SequenceWindow[], length: number
  * counts once. A GO term or molecular function that one domain carries belongs to the whole
  * protein wherever the domain sits, so those heads take each label's maximum logit over the
  * windows, which is also the maximum probability. The true-path rule is applied after pooling.
- * The language model scores are summed, since each residue is scored by one window only. Domain
- * spans are decoded over the whole sequence from each residue's probabilities in the window that
- * scores it for the language model, so spans can cross window borders.
+ * The language model scores are summed, since each residue is scored by one window only. The
+ * domain head's rows are taken at each residue from the window that scores it for the language
+ * model, joined over the whole sequence, and moved back by the head's lookahead (shiftDomainRows),
+ * so spans can cross window borders.
  * With `options.residues`, the per-residue output of the same windows is added.
  */
 export function buildPrediction(
@@ -227,7 +229,9 @@ export function buildPrediction(
     prediction.function = multiLabelResult(functionHead, poolMax(functionLogits).map(sigmoid));
   }
 
-  const domainProbabilities = joinDomainProbabilities(scores, length, domainClasses(context).length);
+  const domainRows = joinDomainProbabilities(scores, length, domainClasses(context).length);
+  const domainProbabilities =
+    heads.domain && domainRows ? shiftDomainRows(domainRows, length, domainClasses(context).length, heads.domain.lookahead) : null;
   if (heads.domain && domainProbabilities) {
     prediction.domains = { predicted: decodeDomainSpans(domainProbabilities, length, heads.domain) };
   }

@@ -1,4 +1,4 @@
-import { decodeDomainSpans, softmaxRows } from '../../src/inference/domains';
+import { decodeDomainSpans, shiftDomainRows, softmaxRows } from '../../src/inference/domains';
 import type { DomainHead } from '../../src/inference/manifest';
 
 const HEAD: DomainHead = {
@@ -10,6 +10,7 @@ const HEAD: DomainHead = {
   thresholds: [0.5, 0.3],
   minLength: 3,
   maxGap: 2,
+  lookahead: 0,
 };
 
 /**
@@ -112,6 +113,62 @@ describe('decodeDomainSpans', () => {
 
   test('wrong number of values throws', () => {
     expect(() => decodeDomainSpans(new Float64Array(10), 4, HEAD)).toThrow(/expected 4 rows of 3/);
+  });
+});
+
+describe('shiftDomainRows', () => {
+  /** Builds [length, 2] rows whose first column is the row index, so a shifted row names its source. */
+  function indexedRows(length: number): Float64Array {
+    return Float64Array.from({ length: length * 2 }, (_, i) => (i % 2 === 0 ? i / 2 : -1));
+  }
+
+  function sources(rows: Float64Array): number[] {
+    return Array.from({ length: rows.length / 2 }, (_, residue) => rows[residue * 2]);
+  }
+
+  test('residue j takes row j + lookahead', () => {
+    const shifted = shiftDomainRows(indexedRows(10), 10, 2, 3);
+
+    expect(sources(shifted).slice(0, 7)).toEqual([3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  test('last lookahead residues take the last row', () => {
+    const shifted = shiftDomainRows(indexedRows(10), 10, 2, 3);
+
+    expect(sources(shifted).slice(7)).toEqual([9, 9, 9]);
+  });
+
+  test('lookahead beyond the sequence gives every residue the last row', () => {
+    expect(sources(shiftDomainRows(indexedRows(4), 4, 2, 32))).toEqual([3, 3, 3, 3]);
+  });
+
+  test('lookahead 0 keeps the rows', () => {
+    const rows = indexedRows(5);
+
+    expect(shiftDomainRows(rows, 5, 2, 0)).toBe(rows);
+  });
+
+  test('whole rows move together', () => {
+    const rows = Float64Array.from([0.9, 0.1, 0.2, 0.8, 0.3, 0.7]);
+
+    expect(Array.from(shiftDomainRows(rows, 3, 2, 1))).toEqual([0.2, 0.8, 0.3, 0.7, 0.3, 0.7]);
+  });
+
+  test('invalid lookahead throws', () => {
+    expect(() => shiftDomainRows(indexedRows(4), 4, 2, -1)).toThrow(/lookahead -1 is invalid/);
+    expect(() => shiftDomainRows(indexedRows(4), 4, 2, 1.5)).toThrow(/lookahead 1.5 is invalid/);
+  });
+
+  test('wrong number of values throws', () => {
+    expect(() => shiftDomainRows(new Float64Array(7), 4, 2, 1)).toThrow(/expected 4 rows of 2/);
+  });
+
+  test('shifted run decodes to the classified residues', () => {
+    // The head sees a domain of residues 5-9 (0-based) when it reads residues 9-13, 4 further on.
+    const rows = Float64Array.from(probabilities(20, [{ family: 1, residues: range(9, 13) }]));
+    const spans = decodeDomainSpans(shiftDomainRows(rows, 20, 3, 4), 20, HEAD);
+
+    expect(spans.map((span) => [span.start, span.end])).toEqual([[6, 10]]);
   });
 });
 

@@ -402,18 +402,20 @@ describeWithModel('InferenceEngine lifecycle', () => {
   });
 
   test('takes the window overlap from the manifest', async () => {
+    // The overlap must cover the domain head's lookahead (32 residues in the bundled model).
     const dir = copyModelWithManifest((manifest) => {
-      (manifest.tokenizer as Record<string, unknown>).windowOverlap = 0;
+      (manifest.tokenizer as Record<string, unknown>).windowOverlap = 32;
     });
     tempDirs.push(dir);
     const engine = new InferenceEngine(engineOptions({ modelDir: dir }));
     await engine.start();
 
     try {
-      const [prediction] = await engine.predict([LONG_PROTEIN]);
-      expect(engine.windowOverlap).toBe(0);
-      expect(prediction.windows).toBe(Math.ceil(2000 / engine.maxResidues));
-      expect(prediction.lm.scoredResidues).toBe(2000);
+      // 990 residues: two windows of 511 overlapping by 32, where the default overlap of 128 needs three.
+      const [prediction] = await engine.predict([LONG_PROTEIN.slice(0, 990)]);
+      expect(engine.windowOverlap).toBe(32);
+      expect(prediction.windows).toBe(2);
+      expect(prediction.lm.scoredResidues).toBe(990);
     } finally {
       await engine.stop();
     }

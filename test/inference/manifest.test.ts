@@ -120,6 +120,66 @@ describe('loadModelPackage', () => {
     await expect(loadModelPackage(dir)).rejects.toThrow(`cannot read the model graph ${path.join(dir, 'model.onnx')}`);
   });
 
+  describe('domain head lookahead', () => {
+    /** Returns the fixture manifest with a one-family domain head, plus `fields` on that head. */
+    function withDomainHead(fields: Record<string, unknown>, tokenizer: Record<string, unknown> = {}): Record<string, unknown> {
+      const manifest = makeManifest();
+      const domain = {
+        output: 'domain_logits',
+        type: 'residue_spans',
+        labels: ['Kinase'],
+        accessions: ['PF00001.1'],
+        descriptions: ['kinase domain'],
+        thresholds: [0.5],
+        minLength: 10,
+        maxGap: 4,
+        ...fields,
+      };
+      return { ...manifest, tokenizer: { ...manifest.tokenizer, ...tokenizer }, heads: { ...manifest.heads, domain } };
+    }
+
+    test('defaults to 0 when absent', async () => {
+      writePackage(dir, withDomainHead({}));
+
+      expect((await loadModelPackage(dir)).manifest.heads.domain?.lookahead).toBe(0);
+    });
+
+    test('reads a lookahead within the window overlap', async () => {
+      // maxLength 16 leaves windows of 15 residues, so the default overlap is 7.
+      writePackage(dir, withDomainHead({ lookahead: 7 }));
+
+      expect((await loadModelPackage(dir)).manifest.heads.domain?.lookahead).toBe(7);
+    });
+
+    test('rejects a negative lookahead', async () => {
+      writePackage(dir, withDomainHead({ lookahead: -1 }));
+
+      await expect(loadModelPackage(dir)).rejects.toThrow('heads.domain.lookahead: Number must be greater than or equal to 0');
+    });
+
+    test('rejects a fractional lookahead', async () => {
+      writePackage(dir, withDomainHead({ lookahead: 2.5 }));
+
+      await expect(loadModelPackage(dir)).rejects.toThrow('heads.domain.lookahead: Expected integer, received float');
+    });
+
+    test('rejects a lookahead above the default overlap', async () => {
+      writePackage(dir, withDomainHead({ lookahead: 8 }));
+
+      await expect(loadModelPackage(dir)).rejects.toThrow(
+        'heads.domain.lookahead: is 8 but windows of a long sequence overlap by only 7 residues',
+      );
+    });
+
+    test('checks the lookahead against windowOverlap', async () => {
+      writePackage(dir, withDomainHead({ lookahead: 8 }, { windowOverlap: 10 }));
+      expect((await loadModelPackage(dir)).manifest.heads.domain?.lookahead).toBe(8);
+
+      writePackage(dir, withDomainHead({ lookahead: 8 }, { windowOverlap: 3 }));
+      await expect(loadModelPackage(dir)).rejects.toThrow('overlap by only 3 residues');
+    });
+  });
+
   test('allows and keeps unknown fields', async () => {
     const manifest = makeManifest();
     writePackage(dir, { ...manifest, cache: { pastKeys: 'past' }, heads: { ...manifest.heads, domains: { output: 'x' } } });

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { logSoftmaxAt, scoreLanguageModel } from '../../src/inference/language-model';
-import type { ModelPackage } from '../../src/inference/manifest';
+import type { Manifest, ModelPackage } from '../../src/inference/manifest';
 import { buildPrediction, createPostprocessContext, rankLabels, readWindowScores, sigmoid } from '../../src/inference/postprocess';
 import type { OutputTensor } from '../../src/inference/protocol';
 import { Tokenizer } from '../../src/inference/tokenizer';
@@ -236,5 +236,87 @@ describe('readWindowScores and buildPrediction', () => {
   test('rejects scores that do not match the windows', () => {
     const windows = planWindows(20, 15, 7);
     expect(() => buildPrediction(context, windows, [], 20)).toThrow('got 0 rows for 2 windows');
+  });
+});
+
+describe('buildPrediction with a domain lookahead', () => {
+  const base = makeManifest();
+  const manifest: Manifest = {
+    ...base,
+    heads: {
+      ...base.heads,
+      domain: {
+        output: 'domain_logits',
+        type: 'residue_spans',
+        labels: ['Kinase'],
+        accessions: ['PF00001.1'],
+        descriptions: ['kinase domain'],
+        thresholds: [0.5],
+        minLength: 3,
+        maxGap: 0,
+        lookahead: 2,
+      },
+    },
+  };
+  const context = createPostprocessContext({ dir: '/models/fixture', manifest, onnxPath: '/models/fixture/model.onnx', modelId: manifest.modelId });
+  const tokenizer = new Tokenizer(manifest.tokenizer);
+  const vocabSize = manifest.tokenizer.vocab.length;
+  const seqLength = 16;
+
+  /**
+   * Runs `residues` through fake outputs whose domain head reports the family (logit +4 against
+   * -4) at the positions of the residues in `marked` (0-based, in sequence coordinates) in every
+   * window, and "no domain" elsewhere.
+   */
+  function predictMarked(residues: string, marked: Set<number>) {
+    const windows = planWindows(residues.length, tokenizer.maxResidues, 7);
+    const encoded = windows.map((window) => tokenizer.encodeWindow(residues, window));
+    const rows = windows.length;
+    const domain = new Float32Array(rows * seqLength * 2);
+    windows.forEach((window, row) => {
+      for (let residue = window.start; residue < window.end; residue++) {
+        const position = encoded[row].firstResidueIndex + residue - window.start;
+        const offset = (row * seqLength + position) * 2;
+        domain[offset] = marked.has(residue) ? -4 : 4;
+        domain[offset + 1] = marked.has(residue) ? 4 : -4;
+      }
+    });
+    const outputs: Record<string, OutputTensor> = {
+      localization_logits: { dims: [rows, 3], data: new Float32Array(rows * 3) },
+      go_logits: { dims: [rows, 4], data: new Float32Array(rows * 4) },
+      lm_logits: { dims: [rows, seqLength, vocabSize], data: new Float32Array(rows * seqLength * vocabSize) },
+      domain_logits: { dims: [rows, seqLength, 2], data: domain },
+    };
+    const scores = readWindowScores(context, outputs, encoded, seqLength, encoded.map(() => true));
+    return buildPrediction(context, windows, scores, residues.length, { residues: true });
+  }
+
+  test('span moves back by the lookahead', () => {
+    const prediction = predictMarked('M'.repeat(12), new Set([5, 6, 7, 8, 9]));
+
+    // The head marks residues 6-10 (1-based), which classify residues 4-8.
+    expect(prediction.domains?.predicted.map((span) => [span.start, span.end])).toEqual([[4, 8]]);
+  });
+
+  test('per-residue probabilities move back by the lookahead', () => {
+    const prediction = predictMarked('M'.repeat(12), new Set([5]));
+    const family = (prediction.residues?.domain ?? []).map((row) => row[1] > 0.5);
+
+    expect(family.map((inside, residue) => (inside ? residue : -1)).filter((residue) => residue >= 0)).toEqual([3]);
+  });
+
+  test('last residues take the last position', () => {
+    const prediction = predictMarked('M'.repeat(12), new Set([11]));
+    const family = (prediction.residues?.domain ?? []).map((row) => row[1] > 0.5);
+
+    expect(family.slice(8)).toEqual([false, true, true, true]);
+  });
+
+  test('span crosses a window border', () => {
+    // 20 residues: window 0 scores residues 0-14, window 1 (from residue 5) scores 15-19.
+    const prediction = predictMarked('M'.repeat(20), new Set([14, 15, 16, 17, 18]));
+
+    expect(prediction.windows).toBe(2);
+    expect(prediction.domains?.predicted.map((span) => [span.start, span.end])).toEqual([[13, 17]]);
   });
 });

@@ -3,11 +3,14 @@
 import unittest
 
 import numpy as np
+import torch
 
 from training import baselines
 from training.domains import residue_labels, split_profiles
+from training.domain_head import class_weights, lookahead_rows
 from training.evaluate import (
-    DOMAIN_MAX_GAP, DOMAIN_MIN_LENGTH, aupr, decode_spans, domain_metrics, exact_set_accuracy, fmax, matthews, smin,
+    DOMAIN_MAX_GAP, DOMAIN_MIN_LENGTH, aupr, decode_spans, domain_metrics, exact_set_accuracy, fmax, matthews,
+    shift_domain_rows, smin, tune_domain_decoding,
 )
 
 
@@ -67,6 +70,48 @@ class SpanDecodingTest(unittest.TestCase):
         self.assertEqual(result["span"]["recall"], 1.0)
         self.assertEqual(result["span"]["precision"], 1.0)
         self.assertEqual(result["residue"]["recall"], 0.5)
+
+
+    def test_decode_spans_takes_the_minimum_length_and_gap(self):
+        probabilities = probabilities_with(80, {0: [(0, 11), (18, 40)]})
+        spans = decode_spans(probabilities, [0.5, 0.5], min_length=20, max_gap=8)
+        self.assertEqual([(s[1], s[2]) for s in spans], [(1, 41)])
+        spans = decode_spans(probabilities, [0.5, 0.5], min_length=20, max_gap=5)
+        self.assertEqual([(s[1], s[2]) for s in spans], [(19, 41)])
+
+    def test_tune_domain_decoding_drops_short_false_runs(self):
+        record = {"sequence": "A" * 100, "domains": [["fam", 41, 90, 50.0]]}
+        probabilities = probabilities_with(100, {0: [(5, 16), (40, 89)]}, families=1)
+        decoding = tune_domain_decoding([record], [probabilities], ["fam"])
+        self.assertEqual(decoding["minLength"], 20)
+        self.assertEqual(decoding["maxGap"], 4)
+        self.assertAlmostEqual(decoding["thresholds"][0], 0.02)
+
+
+class LookaheadTest(unittest.TestCase):
+    def test_residue_takes_the_row_lookahead_further_on(self):
+        rows = np.arange(6, dtype=float)[:, None]
+        self.assertEqual(shift_domain_rows(rows, 2)[:, 0].tolist(), [2, 3, 4, 5, 5, 5])
+
+    def test_zero_lookahead_keeps_the_rows(self):
+        rows = np.arange(4, dtype=float)[:, None]
+        self.assertIs(shift_domain_rows(rows, 0), rows)
+
+    def test_lookahead_beyond_the_sequence_takes_the_last_row(self):
+        rows = np.arange(3, dtype=float)[:, None]
+        self.assertEqual(shift_domain_rows(rows, 10)[:, 0].tolist(), [2, 2, 2])
+
+    def test_refit_rows_match_decoder_shift(self):
+        # Two records of 4 and 3 residues concatenated: rows 0-3 and 4-6.
+        self.assertEqual(lookahead_rows([4, 3], 2).tolist(), [2, 3, 3, 3, 6, 6, 6])
+        self.assertEqual(lookahead_rows([4, 3], 2).tolist(),
+                         (shift_domain_rows(np.arange(4), 2).tolist() + (4 + shift_domain_rows(np.arange(3), 2)).tolist()))
+
+    def test_class_weight_power(self):
+        labels = torch.tensor([0] * 8 + [1] * 2)
+        np.testing.assert_allclose(class_weights(labels, 3, 1.0).tolist(), [10 / 16, 10 / 4, 0.0])
+        np.testing.assert_allclose(class_weights(labels, 3, 0.5).tolist(), [(10 / 16) ** 0.5, (10 / 4) ** 0.5, 0.0])
+        np.testing.assert_allclose(class_weights(labels, 3, 0.0).tolist(), [1.0, 1.0, 0.0])
 
 
 class MetricTest(unittest.TestCase):

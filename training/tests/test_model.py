@@ -102,6 +102,15 @@ class PrefixCacheTest(unittest.TestCase):
         self.check_split(model, 1)
         self.check_split(model, 20)
 
+    def test_prefix_cache_with_hidden_layer_domain_head(self):
+        model = small_model().eval()
+        model.set_quantization("ternary")
+        model.freeze()
+        model.replace_domain_head(hidden=16, lookahead=3)
+        model.eval()
+        self.assertEqual(model.domain_lookahead, 3)
+        self.check_split(model, 12)
+
     def test_empty_past_changes_nothing(self):
         model = small_model().eval()
         ids = torch.tensor([encode("MKTAYIAKQRQ")])
