@@ -90,8 +90,8 @@ export const DEFAULT_MAX_BATCH_TOKENS = 1024;
 
 /**
  * Default part length of a long window. A run's attention scores take heads × n × (past + n)
- * floats per layer, so parts of 128 tokens keep them below a quarter of a 512-token window's,
- * and onnxruntime's arena, which keeps the memory of the largest run, stays small.
+ * floats per layer, so parts of 128 tokens keep them below a quarter of a 512-token window's.
+ * onnxruntime's arena keeps the memory of the largest run, so this sets most of its size.
  */
 export const DEFAULT_CHUNK_TOKENS = 128;
 
@@ -281,7 +281,7 @@ export class InferenceEngine {
     const limits = { ...this.limits, padLengths };
     const chunkTokens = this.partLength(model);
     const lengths = encoded.map((window) => window.ids.length);
-    // Windows longer than a part run alone and unpadded, because a part's past holds no padding.
+    // Windows longer than a part run alone and unpadded, because a part's past contains no padding.
     const isLong = (index: number): boolean => chunkTokens > 0 && lengths[index] > chunkTokens;
     const shortIndices = lengths.map((_, index) => index).filter((index) => !isLong(index));
     const batches = [

@@ -84,7 +84,7 @@ export interface RunRequest {
    */
   past?: PastState;
   /**
-   * The past holds one row, which the worker repeats for every row of the batch. Rows that share
+   * The past contains one row, which the worker repeats for every row of the batch. Rows that share
    * a prefix (the variants of one protein) then cross the thread boundary once, not once per row.
    */
   sharedPast?: boolean;
@@ -95,7 +95,7 @@ export interface RunRequest {
    * previous one's present keys and values as its past, and returns the outputs of one run over
    * the whole batch. onnxruntime's memory grows with the square of a run's length (the attention
    * scores), so this bounds it. Needs a graph with a prefix cache. Every row's padding must lie
-   * in the last part, because a past holds no padding; a single row always qualifies.
+   * in the last part, because a past contains no padding. A single row always qualifies.
    */
   chunkTokens?: number;
 }

@@ -153,8 +153,8 @@ function sliceColumns(source: BigInt64Array, batchSize: number, seqLength: numbe
  * Runs a batch in consecutive parts of at most `chunkTokens` positions. Each part takes the
  * present keys, values and state sum of the part before it as its past, which causal attention
  * makes exact. Outputs of rank 3 ([batch, positions, width]: the per-position heads) are joined
- * along the positions; every other output (the pooled heads and the present state) comes from
- * the last part, which has seen every position.
+ * along the positions. Every other output (the pooled heads and the present state) comes from
+ * the last part, because it has seen every position.
  */
 async function runInParts(
   session: InferenceSession,
@@ -166,7 +166,7 @@ async function runInParts(
   const { batchSize, seqLength } = request;
   if (!Number.isInteger(chunkTokens) || chunkTokens < 1) throw new RangeError(`chunkTokens ${chunkTokens} is invalid: expected a positive integer`);
 
-  // A past holds no padding, so each row's padding must start in the last part.
+  // A past contains no padding, so each row's padding must start in the last part.
   const lastStart = Math.floor((seqLength - 1) / chunkTokens) * chunkTokens;
   for (let row = 0; row < batchSize; row++) {
     let realTokens = 0;
