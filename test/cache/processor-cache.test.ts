@@ -4,13 +4,12 @@ import path from 'node:path';
 import { ResultCache } from '../../src/cache/result-cache';
 import type { Prediction } from '../../src/contracts/prediction';
 import type { JobOutcome } from '../../src/contracts/store';
-import { buildTopics } from '../../src/contracts/topics';
 import { createLogger } from '../../src/log';
 import { JobProcessor, type Predictor } from '../../src/queue/processor';
 import { databaseFile, Store } from '../../src/store';
 import { fakePrediction, waitFor } from '../intake/helpers';
+import { testProcessorOptions } from '../support/processor';
 
-const topics = buildTopics('bitnet-edge', 'test-device');
 const SEQUENCE = { residues: 'MKVLAAGGHHWQ', sequenceHash: 'hash-repeated', changes: [] };
 
 /** The real Store with a count of result lookups, so a test can tell which tier served a job. */
@@ -56,19 +55,7 @@ describe('processor memory cache', () => {
   });
 
   function startProcessor(predictor: Predictor, resultCache?: ResultCache): void {
-    processor = new JobProcessor({
-      store,
-      predictor,
-      topics,
-      metrics: { recordDone: () => undefined, recordFailed: () => undefined },
-      logger: createLogger('silent'),
-      batchSize: 4,
-      maxAttempts: 3,
-      resultCache,
-      onCommitted: () => undefined,
-      onInboxInputComplete: () => undefined,
-      idlePollMs: 20,
-    });
+    processor = new JobProcessor(testProcessorOptions(store, predictor, { resultCache }));
     processor.start();
   }
 

@@ -2,13 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Prediction } from '../../src/contracts/prediction';
-import { buildTopics } from '../../src/contracts/topics';
 import { createLogger } from '../../src/log';
 import { JobProcessor, type Predictor } from '../../src/queue/processor';
 import { databaseFile, Store } from '../../src/store';
 import { fakePrediction, waitFor } from '../intake/helpers';
-
-const topics = buildTopics('bitnet-edge', 'test-device');
+import { TEST_TOPICS, testProcessorOptions } from '../support/processor';
 
 /** Creates a predictor that throws for its first `failures` calls, like a worker that crashes and restarts. */
 function flakyPredictor(failures: number): Predictor & { calls: number } {
@@ -45,21 +43,14 @@ describe('job quarantine', () => {
   });
 
   function startProcessor(predictor: Predictor, maxAttempts: number): JobProcessor {
-    processor = new JobProcessor({
-      store,
-      predictor,
-      topics,
-      metrics: { recordDone: () => undefined, recordFailed: () => undefined },
-      logger: createLogger('silent'),
-      batchSize: 4,
-      maxAttempts,
-      onCommitted: () => undefined,
-      onInboxInputComplete: () => undefined,
-      onIdle: () => {
-        idleCalls += 1;
-      },
-      idlePollMs: 20,
-    });
+    processor = new JobProcessor(
+      testProcessorOptions(store, predictor, {
+        maxAttempts,
+        onIdle: () => {
+          idleCalls += 1;
+        },
+      }),
+    );
     processor.start();
     return processor;
   }
@@ -102,7 +93,7 @@ describe('job quarantine', () => {
     expect(outcome.errorMessage).toContain('inference worker exited with code 1');
     expect(predictor.calls).toBe(3);
 
-    const errors = store.peekOutbox(10).filter((row) => row.topic === topics.errors);
+    const errors = store.peekOutbox(10).filter((row) => row.topic === TEST_TOPICS.errors);
     expect(errors).toHaveLength(1);
     expect(errors[0].payload).toContain('QUARANTINED');
   });

@@ -2,13 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Prediction } from '../../src/contracts/prediction';
-import { buildTopics } from '../../src/contracts/topics';
 import { createLogger } from '../../src/log';
 import { JobProcessor, type Predictor } from '../../src/queue/processor';
 import { databaseFile, Store, type CompletedJob } from '../../src/store';
 import { fakePrediction, waitFor } from '../intake/helpers';
-
-const topics = buildTopics('bitnet-edge', 'test-device');
+import { testProcessorOptions } from '../support/processor';
 
 /** A store that counts its commits of results and can refuse the next batch commits. */
 class CountingStore extends Store {
@@ -66,18 +64,7 @@ describe('committing the results of a batch', () => {
       [],
       [],
     );
-    processor = new JobProcessor({
-      store,
-      predictor,
-      topics,
-      metrics: { recordDone: () => undefined, recordFailed: () => undefined },
-      logger: createLogger('silent'),
-      batchSize: 4,
-      onCommitted: () => undefined,
-      onInboxInputComplete: () => undefined,
-      idlePollMs: 20,
-      maxAttempts: 3,
-    });
+    processor = new JobProcessor(testProcessorOptions(store, predictor));
     processor.start();
   }
 

@@ -2,13 +2,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Prediction } from '../../src/contracts/prediction';
-import { buildTopics } from '../../src/contracts/topics';
 import { createLogger } from '../../src/log';
 import { JobProcessor, type Predictor } from '../../src/queue/processor';
 import { databaseFile, Store } from '../../src/store';
 import { fakePrediction, waitFor } from '../intake/helpers';
-
-const topics = buildTopics('bitnet-edge', 'test-device');
+import { testProcessorOptions } from '../support/processor';
 
 /** Creates a predictor that records the sequences of each call. */
 function recordingPredictor(): Predictor & { calls: string[][] } {
@@ -43,19 +41,7 @@ describe('batch wait', () => {
   });
 
   function startProcessor(predictor: Predictor, batchWaitMs: number): JobProcessor {
-    processor = new JobProcessor({
-      store,
-      predictor,
-      topics,
-      metrics: { recordDone: () => undefined, recordFailed: () => undefined },
-      logger: createLogger('silent'),
-      batchSize: 4,
-      batchWaitMs,
-      maxAttempts: 3,
-      onCommitted: () => undefined,
-      onInboxInputComplete: () => undefined,
-      idlePollMs: 20,
-    });
+    processor = new JobProcessor(testProcessorOptions(store, predictor, { batchWaitMs }));
     processor.start();
     return processor;
   }

@@ -3,13 +3,12 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Prediction } from '../../src/contracts/prediction';
-import { buildTopics } from '../../src/contracts/topics';
 import { createLogger } from '../../src/log';
 import { JobProcessor, retryBackoffMs, type Predictor } from '../../src/queue/processor';
 import { databaseFile, Store } from '../../src/store';
 import { fakePrediction, sleep, waitFor } from '../intake/helpers';
+import { testProcessorOptions } from '../support/processor';
 
-const topics = buildTopics('bitnet-edge', 'test-device');
 const POISON = 'MPOISONPOISONKK';
 
 /** Creates a predictor that fails every call whose batch contains the poison sequence, like a worker that crashes on one input. */
@@ -55,19 +54,7 @@ describe('job retry', () => {
   });
 
   function startProcessor(predictor: Predictor, options: { maxAttempts: number; retryBackoffMs?: number; retryBackoffMaxMs?: number }): void {
-    processor = new JobProcessor({
-      store,
-      predictor,
-      topics,
-      metrics: { recordDone: () => undefined, recordFailed: () => undefined },
-      logger: createLogger('silent'),
-      batchSize: 4,
-      onCommitted: () => undefined,
-      onInboxInputComplete: () => undefined,
-      idlePollMs: 20,
-      clock: () => now,
-      ...options,
-    });
+    processor = new JobProcessor(testProcessorOptions(store, predictor, { clock: () => now, ...options }));
     processor.start();
   }
 
