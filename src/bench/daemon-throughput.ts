@@ -18,8 +18,8 @@ export interface DaemonRunFigures {
   peakRssBytes: number;
   /**
    * Largest RssAnon and RssFile seen while the file was processed, sampled every 25 ms.
-   * Anonymous memory is the process's own (heaps, onnxruntime's arena); file pages are mapped
-   * code of node and the native libraries, which the kernel can drop and read again.
+   * Anonymous memory is the process's own: heaps and onnxruntime's arena. File pages are the
+   * mapped code of node and the native libraries, which the kernel can drop and read again.
    */
   peakAnonBytes: number;
   peakFileBytes: number;

@@ -102,7 +102,7 @@ async function runBatch(session: InferenceSession, init: WorkerInit, request: Ru
   if (!init.prefixCache && (request.past || request.fetchPresent || request.chunkTokens !== undefined)) {
     throw new Error('the model has no prefix-cache inputs, so a run cannot take a past, return present keys and values, or be read in parts');
   }
-  if (init.prefixCache && request.chunkTokens !== undefined && request.seqLength > request.chunkTokens) {
+  if (init.prefixCache && request.chunkTokens !== undefined && readsInParts(request)) {
     return runInParts(session, init, init.prefixCache, request, request.chunkTokens);
   }
 
@@ -147,6 +147,11 @@ function sliceColumns(source: BigInt64Array, batchSize: number, seqLength: numbe
     target.set(source.subarray(row * seqLength + start, row * seqLength + end), row * width);
   }
   return target;
+}
+
+/** True when the request's batch is longer than its part length, so it runs in several parts. */
+function readsInParts(request: RunRequest): boolean {
+  return request.chunkTokens !== undefined && request.seqLength > request.chunkTokens;
 }
 
 /**
@@ -271,7 +276,7 @@ async function serve(port: MessagePort, init: WorkerInit): Promise<void> {
         const transfer = Object.values(outputs).map((output) => output.data.buffer as ArrayBuffer);
         const message: WorkerMessage = { type: 'result', requestId: request.requestId, outputs, runMs };
         port.postMessage(message, transfer);
-        if (request.past || (request.chunkTokens !== undefined && request.seqLength > request.chunkTokens)) collectYoungGeneration();
+        if (request.past || readsInParts(request)) collectYoungGeneration();
       } catch (err) {
         const message: WorkerMessage = { type: 'runFailed', requestId: request.requestId, message: (err as Error).message };
         port.postMessage(message);

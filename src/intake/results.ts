@@ -38,8 +38,8 @@ export type ResultsFileHeader = Omit<ResultsFile, 'records'>;
 
 /**
  * Merges the finished jobs of an input, read page by page in record order, with its rejected
- * records into results-file records ordered by record index; at equal index jobs come first.
- * `nextPage` returns the next page, empty at the end.
+ * records into results-file records ordered by record index. At an equal index the job comes
+ * first. `nextPage` returns the next page, and an empty page at the end.
  */
 export function* mergeResultsRecords(nextPage: () => JobOutcome[], rejections: RejectedRecord[]): Generator<ResultsFileRecord> {
   const rejected = [...rejections].sort((a, b) => a.recordIndex - b.recordIndex);

@@ -38,10 +38,10 @@ export interface ProcessorMetrics {
   recordFailed(): void;
 }
 
-/** When and how a batch of results was made. */
+/** Timing of a batch of results: cache hits or model results, and when the batch started. */
 interface ResultTiming {
   cached: boolean;
-  /** Model time per job, in ms; 0 for cache hits. */
+  /** Model time per job in ms, or 0 for cache hits. */
   inferenceMs: number;
   startedAt: Date;
 }

@@ -103,16 +103,8 @@ export function prepareStatements(db: Database.Database) {
        WHERE id = @id AND status IN ('pending', 'running')`,
     ),
     countJobsByStatus: db.prepare<[], { status: JobStatus; count: number }>('SELECT status, count(*) AS count FROM jobs GROUP BY status'),
-    outcomesOfInput: db.prepare<[number], OutcomeRecord>(
-      `SELECT j.id AS job_id, j.record_id, j.record_index, j.sequence_hash, j.length, j.changes, j.status,
-              j.error_code, j.error_message, j.finished_at, r.prediction, r.cached, r.latency_ms,
-              j.parent_record_id, j.parent_record_index, j.orf_number, j.orf_strand, j.orf_frame, j.orf_start, j.orf_end,
-              j.orf_has_stop, j.nucleotide_length, j.genetic_code
-       FROM jobs j LEFT JOIN results r ON r.job_id = j.id
-       WHERE j.input_id = ? AND j.status IN ('done', 'failed')
-       ORDER BY j.record_index, j.id`,
-    ),
-    // One page of the same rows, after (record_index, id) of the previous page's last row.
+    // Finished jobs of an input in record order, after (record_index, id) of the previous page's
+    // last row. A limit of -1 means no limit.
     outcomePageOfInput: db.prepare<[{ input_id: number; record_index: number; job_id: number; limit: number }], OutcomeRecord>(
       `SELECT j.id AS job_id, j.record_id, j.record_index, j.sequence_hash, j.length, j.changes, j.status,
               j.error_code, j.error_message, j.finished_at, r.prediction, r.cached, r.latency_ms,

@@ -364,13 +364,15 @@ export class Store {
    * Jobs still pending or running are left out, so check `isInputComplete` first.
    */
   inputOutcomes(inputId: number): JobOutcome[] {
-    return this.requireOpen().statements.outcomesOfInput.all(inputId).map(toJobOutcome);
+    return this.requireOpen()
+      .statements.outcomePageOfInput.all({ input_id: inputId, record_index: -1, job_id: -1, limit: -1 })
+      .map(toJobOutcome);
   }
 
   /**
    * Returns up to `limit` finished jobs of an input in the order of inputOutcomes, starting after
-   * the job `after` (the last one of the previous page; null for the first page). Reading a large
-   * input page by page keeps only one page of predictions in memory.
+   * the job `after`: the last one of the previous page, or null for the first page. Reading a
+   * large input page by page keeps only one page of predictions in memory.
    */
   inputOutcomePage(inputId: number, after: Pick<JobOutcome, 'recordIndex' | 'jobId'> | null, limit: number): JobOutcome[] {
     checkCount('limit', limit);

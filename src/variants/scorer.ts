@@ -114,7 +114,7 @@ interface PendingBatch {
 const PIPELINE_DEPTH = 2;
 const DEFAULT_MAX_BATCH_ROWS = 32;
 /**
- * Each row of a run holds the past's keys and values as well as its own, so the limit counts the
+ * Each row of a run keeps its own copy of the past's keys and values, so the limit counts the
  * past. A full scan of a 300-residue protein peaked at 299 MiB with 2,048 tokens and 448 MiB with
  * 8,192, in the same time (27.6 and 28.8 s, 1 thread).
  */
@@ -395,7 +395,7 @@ export class VariantScorer {
     };
 
     for (const group of groups) {
-      // Every row holds its own copy of the past's keys and values during the run, so the past counts.
+      // The past counts, because every row keeps its own copy of the past's keys and values.
       const runTokens = wildType[group.windowIndex].encoded.ids.length;
       const rowsPerRun = Math.max(1, Math.min(this.maxBatchRows, Math.floor(this.maxBatchTokens / runTokens)));
       for (let first = 0; first < group.members.length; first += rowsPerRun) {

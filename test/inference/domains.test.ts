@@ -164,7 +164,7 @@ describe('shiftDomainRows', () => {
   });
 
   test('shifted run decodes to the classified residues', () => {
-    // The head sees a domain of residues 5-9 (0-based) when it reads residues 9-13, 4 further on.
+    // The head classifies a domain of residues 5-9 (0-based) when it reads residues 9-13, 4 further on.
     const rows = Float64Array.from(probabilities(20, [{ family: 1, residues: range(9, 13) }]));
     const spans = decodeDomainSpans(shiftDomainRows(rows, 20, 3, 4), 20, HEAD);
 

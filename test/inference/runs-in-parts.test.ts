@@ -11,11 +11,11 @@ const modelDir = process.env.BITNET_EDGE_TEST_MODEL_DIR || bundledModelDir();
 const describeWithModel = existsSync(path.join(modelDir, 'manifest.json')) ? describe : describe.skip;
 
 /**
- * Largest accepted difference between a window read in one run and read in parts. The parts see
- * the same tokens and the same keys and values, and only the order of float32 sums can differ:
- * over the 500 proteins of the benchmark the largest pooled score difference was 1.9e-7 and the
+ * Largest accepted difference between a window read in one run and read in parts. The parts get
+ * the same tokens and the same keys and values, so only the order of float32 sums can differ.
+ * Over the 500 benchmark proteins the largest pooled score difference was 1.9e-7, and the
  * per-residue probabilities (4 significant digits) were equal. Scores are probabilities in
- * [0, 1]; the log-likelihood tolerance is per residue, and the raw-logit one applies to runTokens.
+ * [0, 1]. The log-likelihood tolerance is per residue, and the raw-logit one applies to runTokens.
  */
 const SCORE_TOLERANCE = 1e-4;
 const LOG_LIKELIHOOD_TOLERANCE_PER_RESIDUE = 1e-4;
@@ -30,7 +30,7 @@ function engineOptions(overrides: Partial<InferenceEngineOptions>): InferenceEng
   return { modelDir, intraOpThreads: 1, logger: pino({ level: 'silent' }), ...overrides };
 }
 
-/** Every label score of a prediction's pooled heads, keyed by head and label. */
+/** Collects every label score of a prediction's pooled heads, keyed by head and label. */
 function pooledScores(prediction: Prediction): Map<string, number> {
   const scores = new Map<string, number>();
   const heads = { localization: prediction.localization, go: prediction.go, function: prediction.function };

@@ -38,7 +38,7 @@ function pager(outcomes: JobOutcome[], size: number): () => JobOutcome[] {
   };
 }
 
-/** The results file as one JSON.stringify of the whole object, records sorted stably by index, jobs before rejections. */
+/** Returns the results file as one JSON.stringify of the whole object, records sorted stably by index, jobs first. */
 function expectedText(header: ResultsFileHeader, outcomes: JobOutcome[], rejections: RejectedRecord[]): string {
   const records: ResultsFileRecord[] = [
     ...outcomes.map((item): ResultsFileRecord => ({ recordIndex: item.recordIndex, recordId: item.recordId, status: item.status, outcome: item })),

@@ -8,7 +8,7 @@ import { databaseFile, Store, type CompletedJob } from '../../src/store';
 import { fakePrediction, waitFor } from '../intake/helpers';
 import { testProcessorOptions } from '../support/processor';
 
-/** A store that counts its commits of results and can refuse the next batch commits. */
+/** A store that counts its commits of results and can reject the next batch commits. */
 class CountingStore extends Store {
   batchCommits: number[] = [];
   singleCommits = 0;
@@ -34,7 +34,7 @@ const predictor: Predictor = {
   predict: (residues: string[]): Promise<Prediction[]> => Promise.resolve(residues.map(() => fakePrediction())),
 };
 
-describe('committing the results of a batch', () => {
+describe('batch result commits', () => {
   let folder: string;
   let store: CountingStore;
   let processor: JobProcessor | null = null;
@@ -68,7 +68,7 @@ describe('committing the results of a batch', () => {
     processor.start();
   }
 
-  test('stores each batch of results in one transaction', async () => {
+  test('one transaction per batch', async () => {
     run(10);
     await waitFor(() => store.countJobsByStatus().done === 10, 'ten results');
 
@@ -77,12 +77,12 @@ describe('committing the results of a batch', () => {
     expect(store.countOutbox()).toBe(10);
   });
 
-  test('stores the results one by one when the batch transaction fails', async () => {
+  test('single commits after a failed batch', async () => {
     store.failBatches = 1;
     run(6);
     await waitFor(() => store.countJobsByStatus().done === 6, 'six results');
 
-    // The first batch of 4 fell back to single commits; the second batch of 2 went through whole.
+    // The first batch of 4 fell back to single commits. The second batch of 2 went through whole.
     expect(store.singleCommits).toBe(4);
     expect(store.batchCommits).toEqual([2]);
     expect(store.countOutbox()).toBe(6);
