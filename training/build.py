@@ -31,6 +31,7 @@ from .export import OPSET, export_onnx, write_reference
 from .model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, VOCAB, count_parameters
 from .domain_head import fit_domain_head
 from .model_card import write_model_card
+from .pooled_heads import fit_pooled_heads
 from .quantize import quantize_model
 from .train import build_model, train
 
@@ -79,6 +80,38 @@ def load_domain_head(model, checkpoint_dir: Path) -> dict | None:
     return saved["summary"]
 
 
+def refit_pooled_heads(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: bool) -> None:
+    """Refit the pooled heads of checkpoint_dir/final.pt (frozen ternary or float) into pooled_heads.pt."""
+    if "pooled_heads" not in config["train"]:
+        return
+    dataset = json.loads(labels_path.read_text())
+    torch.set_num_threads(config["train"]["threads"])
+    model = build_model(config["model"], dataset["meta"])
+    model.load_state_dict(torch.load(checkpoint_dir / "final.pt")["model"])
+    if ternary:
+        model.set_quantization("ternary")
+        model.freeze()
+    validation, _ = evaluation_sets(dataset["records"], config)
+    summary = fit_pooled_heads(model, dataset["records"], validation, dataset["meta"], config, config["seed"])
+    heads = {name: getattr(model, f"{name}_head").state_dict() for name in summary["heads"]}
+    torch.save({"heads": heads, "hidden": summary["hidden"], "depth": summary["depth"], "summary": summary},
+               checkpoint_dir / "pooled_heads.pt")
+
+
+def load_pooled_heads(model, checkpoint_dir: Path) -> dict | None:
+    """Put the refitted pooled heads into model when checkpoint_dir has them; return their summary."""
+    path = checkpoint_dir / "pooled_heads.pt"
+    if not path.exists():
+        return None
+    saved = torch.load(path)
+    model.replace_pooled_heads(saved["hidden"], saved["depth"])
+    for name, state in saved["heads"].items():
+        head = getattr(model, f"{name}_head")
+        head.load_state_dict(state)
+        head.eval()
+    return saved["summary"]
+
+
 def write_runtime_graph(exported: Path, out: Path) -> None:
     graph = quantize_model(onnx.load(str(exported)), "int8")
     onnx.checker.check_model(graph)
@@ -86,7 +119,7 @@ def write_runtime_graph(exported: Path, out: Path) -> None:
     log.info("wrote %s (%d bytes)", out, out.stat().st_size)
 
 
-STEPS = ["extract", "subset", "cluster", "domains", "labels", "train", "domain_head", "export"]
+STEPS = ["extract", "subset", "cluster", "domains", "labels", "train", "domain_head", "pooled_heads", "export"]
 
 
 def parse_arguments(argv=None):
@@ -297,6 +330,8 @@ def main(argv=None) -> int:
             train(twin_config, labels_path, twin_dir, arguments.wall_seconds)
         if step_needed("domain_head", twin_dir / "domain_head.pt", redo):
             refit_domain_head(twin_config, labels_path, twin_dir, ternary=False)
+        if step_needed("pooled_heads", twin_dir / "pooled_heads.pt", redo):
+            refit_pooled_heads(twin_config, labels_path, twin_dir, ternary=False)
         return 0
 
     checkpoint_dir = run_dir / "checkpoints"
@@ -306,6 +341,8 @@ def main(argv=None) -> int:
     train_summary = json.loads((checkpoint_dir / "train_summary.json").read_text())
     if step_needed("domain_head", checkpoint_dir / "domain_head.pt", redo):
         refit_domain_head(config, labels_path, checkpoint_dir, ternary=True)
+    if step_needed("pooled_heads", checkpoint_dir / "pooled_heads.pt", redo):
+        refit_pooled_heads(config, labels_path, checkpoint_dir, ternary=True)
 
     with open(labels_path) as handle:
         dataset = json.load(handle)
@@ -315,7 +352,8 @@ def main(argv=None) -> int:
     model.set_quantization("ternary")
     model.freeze()
     domain_head_summary = load_domain_head(model, checkpoint_dir)
-    # Counted after the refit, because the refitted domain head can be larger than the trained one.
+    pooled_heads_summary = load_pooled_heads(model, checkpoint_dir)
+    # Counted after the refits, because the refitted heads can be larger than the trained ones.
     parameters = count_parameters(model)
     exported = export_onnx(model, out / EXPORTED_ONNX)
     write_runtime_graph(out / EXPORTED_ONNX, out / RUNTIME_ONNX)
@@ -361,6 +399,7 @@ def main(argv=None) -> int:
                      f"{config['train']['ternary_from']:.0%}, then ternary weights; int8 activations from the int8 phase on"),
         "machine": machine_description(),
         "domainHeadRefit": domain_head_summary,
+        "pooledHeadsRefit": pooled_heads_summary,
     }
     manifest = write_manifest(out, config, meta, thresholds, metrics, provenance, parameters, exported,
                               model.domain_lookahead)

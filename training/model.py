@@ -146,6 +146,26 @@ def domain_head_module(d_model: int, classes: int, hidden: int = 0) -> nn.Module
     return nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, classes))
 
 
+def pooled_head_module(d_model: int, classes: int, hidden: int = 0, depth: int = 1, dropout: float = 0.0) -> nn.Module:
+    """Build a head on the pooled state: Linear, or with hidden > 0 `depth` blocks of Linear, GELU, Dropout, then Linear."""
+    if hidden <= 0:
+        return nn.Linear(d_model, classes)
+    layers: list[nn.Module] = []
+    width = d_model
+    for _ in range(max(depth, 1)):
+        layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout)]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, classes))
+
+
+def head_classes(head: nn.Module) -> int:
+    """Number of classes of a Linear head or of a Sequential head that ends in a Linear."""
+    return head.out_features if isinstance(head, nn.Linear) else head[-1].out_features
+
+
+POOLED_HEADS = ("localization", "go", "function")
+
+
 class ProteinBitNet(nn.Module):
     """Decoder-only transformer with five heads.
 
@@ -192,9 +212,15 @@ class ProteinBitNet(nn.Module):
 
     def replace_domain_head(self, hidden: int, lookahead: int) -> None:
         """Put a freshly initialized domain head of `hidden` units (0: linear) in place of the current one."""
-        classes = self.domain_head.out_features if isinstance(self.domain_head, nn.Linear) else self.domain_head[-1].out_features
-        self.domain_head = domain_head_module(self.d_model, classes, hidden)
+        self.domain_head = domain_head_module(self.d_model, head_classes(self.domain_head), hidden)
         self.domain_lookahead = lookahead
+
+    def replace_pooled_heads(self, hidden: int, depth: int, dropout: float = 0.0) -> None:
+        """Put freshly initialized heads of `depth` hidden layers of `hidden` units in place of the pooled heads."""
+        for name in POOLED_HEADS:
+            head = getattr(self, f"{name}_head")
+            if head is not None:
+                setattr(self, f"{name}_head", pooled_head_module(self.d_model, head_classes(head), hidden, depth, dropout))
 
     def final_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Return the final LayerNorm's states [batch, seq, d_model] of right-padded input."""

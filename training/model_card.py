@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _joined(heads: list[str]) -> str:
+    """Head names in the order localization, GO, function, as words: "localization, GO and function"."""
+    names = [{"go": "GO"}.get(h, h) for h in ("localization", "go", "function") if h in heads]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
@@ -57,6 +63,15 @@ def write_model_card(out: Path, manifest: dict, meta: dict) -> None:
             f"weights raised to the power {settings.get('class_weight_power', 1.0)}, on {refit['proteins']} training "
             f"proteins ({refit['proteinsWithDomains']} with a domain), in {refit['seconds']} s. The head reads the "
             f"state {refit.get('lookahead', 0)} residues past the residue it classifies (lookahead).\n")
+    pooled = training.get("pooledHeadsRefit")
+    pooled_refit_line = ""
+    if pooled:
+        pooled_refit_line = (
+            f"- Pooled heads refit after training: the network frozen, the {_joined(pooled['heads'])} heads replaced "
+            f"by MLPs ({pooled['depth']} hidden layers of {pooled['hidden']} units, GELU, dropout {pooled['dropout']}) "
+            f"fitted on the pooled states of {pooled['proteins']} training proteins for {pooled['epochs']} epochs, keeping "
+            f"epoch {pooled['bestEpoch']}, the one with the lowest loss on the {pooled['validationProteins']} validation "
+            f"proteins, in {pooled['seconds']} s.\n")
     domain_limit_line = ""
     if "domain" in metrics:
         domain = metrics["domain"]
@@ -144,7 +159,7 @@ per-row scales make up the rest. Kernel format: {manifest.get('weightFormat', 'c
 - Loss: cross-entropy for the next residue and for the per-residue domain class, plus binary
   cross-entropy for each classification head,
   weights {', '.join(f'{k} {v}' for k, v in config['train']['loss_weights'].items())}.
-{domain_refit_line}- AdamW, peak learning rate {config['train']['lr']}, {config['train']['warmup_steps']} warm-up steps then cosine decay,
+{domain_refit_line}{pooled_refit_line}- AdamW, peak learning rate {config['train']['lr']}, {config['train']['warmup_steps']} warm-up steps then cosine decay,
   weight decay {config['train']['weight_decay']}, gradient clipping at {config['train']['clip_norm']},
   batch {config['train']['batch_size']}, random crops of {config['train']['crop_length']} tokens
   ({config['train']['long_crop_fraction']:.0%} of the batches use {config['train']['long_crop_length']}).

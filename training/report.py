@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import baselines
-from .build import TRAINING_DIR, load_domain_head, machine_description
+from .build import TRAINING_DIR, load_domain_head, load_pooled_heads, machine_description
 from .evaluate import (
     aupr, domain_metrics, evaluation_sets, exact_set_accuracy, f1_scores, fmax,
     information_content, label_ancestor_matrix, matthews, predict, propagate_scores, smin, tune_domain_decoding,
@@ -53,6 +53,7 @@ def load_model(config: dict, meta: dict, checkpoint: Path, ternary: bool):
         model.set_quantization("ternary")
         model.freeze()
     load_domain_head(model, checkpoint.parent)
+    load_pooled_heads(model, checkpoint.parent)
     model.eval()
     return model
 

@@ -111,6 +111,17 @@ class PrefixCacheTest(unittest.TestCase):
         self.assertEqual(model.domain_lookahead, 3)
         self.check_split(model, 12)
 
+    def test_prefix_cache_with_mlp_pooled_heads(self):
+        model = small_model().eval()
+        model.set_quantization("ternary")
+        model.freeze()
+        model.replace_pooled_heads(hidden=16, depth=2, dropout=0.3)
+        model.eval()
+        self.assertIsInstance(model.go_head, torch.nn.Sequential)
+        self.assertEqual(model.go_head[-1].out_features, 5)
+        self.assertEqual(model.function_head[-1].out_features, 3)
+        self.check_split(model, 12)
+
     def test_empty_past_changes_nothing(self):
         model = small_model().eval()
         ids = torch.tensor([encode("MKTAYIAKQRQ")])

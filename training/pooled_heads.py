@@ -1,0 +1,129 @@
+"""Refit the pooled heads (localization, GO, function) as MLPs on the frozen network's pooled states.
+
+In the multi-task run the three pooled heads are linear, and each training protein passes about
+once while the network under the heads keeps changing. This stage keeps the trained network fixed,
+computes once the pooled state that the graph computes (the masked mean of the final states) for
+up to `max_proteins` training proteins, and fits for each head a new MLP of `depth` hidden layers
+of `hidden` units (GELU, dropout) over `epochs` passes of those states. It keeps the weights of the
+epoch with the lowest loss on the validation proteins of the evaluation, the same proteins that
+the thresholds are tuned on; the test split is never read.
+
+Losses are those of training: binary cross-entropy per label, GO labels only in the aspects in
+which the protein is annotated, localization and function only for proteins that have labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .model import PAD_ID, POOLED_HEADS, encode
+from .train import go_label_mask, masked_bce
+
+log = logging.getLogger("training.pooled_heads")
+
+
+@torch.no_grad()
+def pooled_states(model, records, max_tokens: int, batch_size: int = 32) -> torch.Tensor:
+    """Return the pooled state [records, d_model] of each record truncated to max_tokens, in input order."""
+    model.eval()
+    token_lists = [encode(r["sequence"])[:max_tokens] for r in records]
+    order = sorted(range(len(records)), key=lambda i: len(token_lists[i]))
+    pooled = torch.zeros((len(records), model.d_model))
+    started = time.monotonic()
+    for begin in range(0, len(order), batch_size):
+        if begin and begin % (100 * batch_size) == 0:
+            log.info("pooled states of %d of %d proteins in %.0f s", begin, len(order), time.monotonic() - started)
+        indices = order[begin:begin + batch_size]
+        length = max(len(token_lists[i]) for i in indices)
+        input_ids = torch.full((len(indices), length), PAD_ID, dtype=torch.long)
+        attention_mask = torch.zeros((len(indices), length), dtype=torch.long)
+        for row, index in enumerate(indices):
+            input_ids[row, :len(token_lists[index])] = torch.tensor(token_lists[index])
+            attention_mask[row, :len(token_lists[index])] = 1
+        outputs = model(input_ids, attention_mask)
+        pooled[indices] = outputs["state_sum"] / attention_mask.sum(dim=1, keepdim=True)
+    return pooled
+
+
+def head_targets(records, meta: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Return per head the targets and the loss mask (1 where the label is known) of the records."""
+    targets = {"go": (torch.tensor([r["go"] for r in records], dtype=torch.float32),
+                      go_label_mask([r["goAspects"] for r in records], meta["goAspects"]))}
+    for head, labels in (("localization", meta["localizationLabels"]), ("function", meta.get("functionLabels"))):
+        if not labels:
+            continue
+        values = torch.tensor([r[head] or [0] * len(labels) for r in records], dtype=torch.float32)
+        known = torch.tensor([1.0 if r[head] else 0.0 for r in records])[:, None].expand_as(values)
+        targets[head] = (values, known)
+    return targets
+
+
+def heads_loss(model, states: torch.Tensor, targets, rows=None) -> torch.Tensor:
+    """Sum over the pooled heads of the masked binary cross-entropy on `rows` of the states."""
+    rows = slice(None) if rows is None else rows
+    total = states.new_zeros(())
+    for head, (values, known) in targets.items():
+        total = total + masked_bce(getattr(model, f"{head}_head")(states[rows]), values[rows], known[rows])
+    return total
+
+
+def fit_pooled_heads(model, records, validation, meta: dict, config: dict, seed: int) -> dict:
+    """Replace the pooled heads of model with MLPs fitted on frozen pooled states; return a summary for the manifest."""
+    settings = config["train"]["pooled_heads"]
+    hidden, depth, dropout = settings.get("hidden", 512), settings.get("depth", 2), settings.get("dropout", 0.3)
+    epochs, batch_size = settings.get("epochs", 40), settings.get("batch_size", 256)
+    started = time.monotonic()
+
+    train = [r for r in records if r["split"] == "train"]
+    random.Random(seed).shuffle(train)
+    train = train[: settings.get("max_proteins", len(train))]
+    max_tokens = config["eval"]["eval_length"]
+    states = pooled_states(model, train, max_tokens)
+    validation_states = pooled_states(model, validation, max_tokens)
+    targets, validation_targets = head_targets(train, meta), head_targets(validation, meta)
+    seconds_states = time.monotonic() - started
+
+    torch.manual_seed(seed)
+    model.replace_pooled_heads(hidden, depth, dropout)
+    parameters = [p for head in POOLED_HEADS if getattr(model, f"{head}_head") is not None
+                  for p in getattr(model, f"{head}_head").parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=settings.get("lr", 1e-3), weight_decay=settings.get("weight_decay", 1e-4))
+    steps_per_epoch = max(len(train) // batch_size, 1)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
+    generator = torch.Generator().manual_seed(seed)
+    heads = [getattr(model, f"{head}_head") for head in targets]
+    best = {"loss": float("inf"), "epoch": -1, "state": None}
+    for epoch in range(epochs):
+        for head in heads:
+            head.train()
+        order = torch.randperm(len(train), generator=generator)
+        for step in range(steps_per_epoch):
+            loss = heads_loss(model, states, targets, order[step * batch_size:(step + 1) * batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        for head in heads:
+            head.eval()
+        with torch.no_grad():
+            validation_loss = heads_loss(model, validation_states, validation_targets).item()
+        if validation_loss < best["loss"]:
+            best = {"loss": validation_loss, "epoch": epoch,
+                    "state": {name: {k: v.clone() for k, v in getattr(model, f"{name}_head").state_dict().items()}
+                              for name in targets}}
+        if (epoch + 1) % 5 == 0:
+            log.info("pooled heads epoch %d train loss %.4f validation loss %.4f", epoch + 1, loss.item(), validation_loss)
+    for name, state in best["state"].items():
+        getattr(model, f"{name}_head").load_state_dict(state)
+
+    summary = {"proteins": len(train), "validationProteins": len(validation), "heads": sorted(targets),
+               "hidden": hidden, "depth": depth, "dropout": dropout, "epochs": epochs,
+               "bestEpoch": best["epoch"] + 1, "validationLoss": round(best["loss"], 4),
+               "secondsPooledStates": round(seconds_states), "seconds": round(time.monotonic() - started)}
+    log.info("pooled heads refitted: %s", summary)
+    return summary
