@@ -1,12 +1,12 @@
 """Refit the pooled heads (localization, GO, function) as MLPs on the frozen network's pooled states.
 
 In the multi-task run the three pooled heads are linear, and each training protein passes about
-once while the network under the heads keeps changing. This stage keeps the trained network fixed,
-computes once the pooled state that the graph computes (the masked mean of the final states) for
-up to `max_proteins` training proteins, and fits for each head a new MLP of `depth` hidden layers
-of `hidden` units (GELU, dropout) over `epochs` passes of those states. It keeps the weights of the
-epoch with the lowest loss on the validation proteins of the evaluation, the same proteins that
-the thresholds are tuned on; the test split is never read.
+once while the network under the heads keeps changing. This stage keeps the trained network fixed
+and computes, once, the pooled state of up to `max_proteins` training proteins: the masked mean of
+the final states, as the graph computes it. It then fits for each head a new MLP of `depth` hidden
+layers of `hidden` units (GELU, dropout) over `epochs` passes of those states. The weights of the
+epoch with the lowest loss on the evaluation's validation proteins are kept. Thresholds are tuned
+on the same proteins, and the test split is never read.
 
 Losses are those of training: binary cross-entropy per label, GO labels only in the aspects in
 which the protein is annotated, localization and function only for proteins that have labels.
@@ -64,7 +64,7 @@ def head_targets(records, meta: dict) -> dict[str, tuple[torch.Tensor, torch.Ten
 
 
 def heads_loss(model, states: torch.Tensor, targets, rows=None) -> torch.Tensor:
-    """Sum over the pooled heads of the masked binary cross-entropy on `rows` of the states."""
+    """Compute the sum over the pooled heads of the masked binary cross-entropy on `rows` of the states."""
     rows = slice(None) if rows is None else rows
     total = states.new_zeros(())
     for head, (values, known) in targets.items():
@@ -73,7 +73,7 @@ def heads_loss(model, states: torch.Tensor, targets, rows=None) -> torch.Tensor:
 
 
 def fit_pooled_heads(model, records, validation, meta: dict, config: dict, seed: int) -> dict:
-    """Replace the pooled heads of model with MLPs fitted on frozen pooled states; return a summary for the manifest."""
+    """Replace the pooled heads of model with MLPs fitted on frozen pooled states, and return a summary for the manifest."""
     settings = config["train"]["pooled_heads"]
     hidden, depth, dropout = settings.get("hidden", 512), settings.get("depth", 2), settings.get("dropout", 0.3)
     epochs, batch_size = settings.get("epochs", 40), settings.get("batch_size", 256)

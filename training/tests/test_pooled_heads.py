@@ -46,7 +46,7 @@ class PooledHeadsTest(unittest.TestCase):
                        "train": {"pooled_heads": {"hidden": 16, "depth": 2, "dropout": 0.0, "epochs": 30,
                                                   "batch_size": 32, "lr": 0.01, "max_proteins": 160}}}
 
-    def test_pooled_states_are_the_masked_means_of_the_graph(self):
+    def test_pooled_states_match_graph(self):
         records = self.train[:3]
         states = pooled_states(self.model, records, max_tokens=64, batch_size=2)
         for row, r in enumerate(records):
@@ -55,7 +55,7 @@ class PooledHeadsTest(unittest.TestCase):
                 outputs = self.model(ids, torch.ones_like(ids))
             torch.testing.assert_close(states[row], outputs["state_sum"][0] / ids.shape[1], atol=1e-5, rtol=1e-5)
 
-    def test_refit_learns_labels_that_the_frozen_states_separate(self):
+    def test_refit_learns_separable_labels(self):
         body_before = [p.clone() for p in self.model.blocks.parameters()]
         summary = fit_pooled_heads(self.model, self.train, self.validation, self.meta, self.config, seed=3)
 
