@@ -77,7 +77,7 @@ const queue = z
       .int()
       .min(1)
       .default(3)
-      .describe('inference attempts of a job before it fails with QUARANTINED'),
+      .describe('attempts of a job, an inbox file or an MQTT variant request before it fails with QUARANTINED'),
     retryBackoffMs: z
       .number()
       .int()

@@ -105,3 +105,50 @@ export interface TelemetryRow {
   createdAt: string;
   payload: string;
 }
+
+/** An MQTT variant-scoring request as `storeVariantRequest` stores it. */
+export interface NewVariantRequest {
+  /** Unique key: the request's id with the payload hash, or a random key for a request without an id. */
+  requestKey: string;
+  requestId: string | null;
+  /** Topic the request came on. */
+  origin: string;
+  /** Message body as received, possibly gzip. */
+  payload: Buffer;
+  /** SHA-256 of the payload, hex. */
+  payloadHash: string;
+  /** Packet id of a QoS 1 or 2 delivery, or null for QoS 0. */
+  packetId: number | null;
+  replyTopic: string;
+  /** MQTT 5 correlation data, base64, or null. */
+  correlationData: string | null;
+}
+
+/** A stored MQTT variant-scoring request. */
+export interface VariantRequestRow {
+  id: number;
+  requestKey: string;
+  requestId: string | null;
+  origin: string;
+  /** Message body as received, possibly gzip; null for a request rejected at intake. */
+  payload: Buffer | null;
+  payloadHash: string;
+  packetId: number | null;
+  replyTopic: string;
+  correlationData: string | null;
+  status: 'pending' | 'answered';
+  /** Scoring runs started for the request. */
+  attempts: number;
+  /** The reply as JSON once answered, else null. */
+  reply: string | null;
+  createdAt: string;
+  finishedAt: string | null;
+}
+
+/** Outcome of `storeVariantRequest` and `storeAnsweredVariantRequest`. */
+export interface StoredVariantRequest {
+  /** The new row, or the stored request that this one repeats. */
+  request: VariantRequestRow;
+  /** False when the request repeats a stored one, so nothing was inserted. */
+  inserted: boolean;
+}

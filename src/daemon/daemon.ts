@@ -156,7 +156,19 @@ export class Daemon {
       },
     });
 
-    const variantRequests = new VariantRequestIntake({ service: variantService, outbox: store, topics, logger: root, onCommitted });
+    const variantRequests = new VariantRequestIntake({
+      service: variantService,
+      store,
+      topics,
+      redeliveryWindowMs: config.mqtt.redeliveryWindowMs,
+      maxAttempts: config.queue.maxAttempts,
+      logger: root,
+      onCommitted,
+    });
+    // Pending requests are queued before the connection can deliver new ones, so they are
+    // scored first, in arrival order. The intake stops after the connection.
+    variantRequests.resume();
+    this.started.push({ name: 'variant requests', stop: () => variantRequests.stop() });
 
     const connection = new MqttConnection({
       url,
@@ -169,7 +181,6 @@ export class Daemon {
     });
     await connection.start();
     this.started.push({ name: 'mqtt', stop: () => connection.stop() });
-    this.started.push({ name: 'variant requests', stop: () => variantRequests.stop() });
 
     let httpUrl: string | null = null;
     if (config.http.enabled) {

@@ -2,3 +2,4 @@ export { Store, type CompletedJob, type RequestDelivery, type StoreOptions } fro
 export { databaseFile, DATABASE_FILE_NAME } from './db';
 export { JobStateError, StoreOpenError } from './errors';
 export { MIGRATIONS, type PredictionViewRecord } from './migrations';
+export type { VariantAnswer } from './variant-requests';

@@ -227,6 +227,39 @@ const JOB_OPTIONS = `
 ALTER TABLE jobs ADD COLUMN options TEXT CHECK (options IS NULL OR json_valid(options));
 `;
 
+// MQTT variant-scoring requests, stored before the message is acknowledged so that a request
+// being scored when the daemon stops or crashes is scored again at the next start.
+// `request_key` is `variants:id:<id>:<payload hash>` for a request with an id and a random key
+// for one without. `payload` is the message body as received (possibly gzip), which a restart
+// parses again. A request rejected at intake is stored already answered and without it.
+// `packet_id` is the MQTT packet id it was last delivered under, NULL for QoS 0 or once a new
+// MQTT session or a later message under the same packet id made it meaningless. `attempts`
+// counts the scoring runs started, and `reply` is the JSON reply once answered.
+// NOTE: rows are never deleted, and the reply of a full scan with predictions can be tens of
+// MB, so the table grows with every request.
+const VARIANT_REQUESTS = `
+CREATE TABLE variant_requests (
+  id INTEGER PRIMARY KEY,
+  request_key TEXT NOT NULL UNIQUE,
+  request_id TEXT,
+  origin TEXT NOT NULL,
+  payload BLOB,
+  payload_hash TEXT NOT NULL,
+  packet_id INTEGER CHECK (packet_id BETWEEN 1 AND 65535),
+  reply_topic TEXT NOT NULL,
+  correlation_data TEXT,
+  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'answered')),
+  attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  reply TEXT CHECK (reply IS NULL OR json_valid(reply)),
+  created_at TEXT NOT NULL,
+  finished_at TEXT,
+  CHECK (status = 'answered' OR payload IS NOT NULL),
+  CHECK ((status = 'answered') = (reply IS NOT NULL))
+);
+CREATE INDEX variant_requests_pending ON variant_requests (id) WHERE status = 'pending';
+CREATE INDEX variant_requests_packet ON variant_requests (packet_id) WHERE packet_id IS NOT NULL;
+`;
+
 /** Migrations of this build, in version order. A migration that has shipped must never change. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: INITIAL_SCHEMA },
@@ -235,6 +268,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: 'persistent counters', sql: COUNTERS },
   { version: 5, name: 'retry and redelivery state', sql: RETRY_STATE },
   { version: 6, name: 'job request options', sql: JOB_OPTIONS },
+  { version: 7, name: 'variant requests', sql: VARIANT_REQUESTS },
 ];
 
 /** A row of `schema_migrations`. */
@@ -352,6 +386,28 @@ export interface InboxAttemptRecord {
   attempts: number;
   last_error: string;
   updated_at: string;
+}
+
+/** A row of `variant_requests` (migration 7): one MQTT variant-scoring request. */
+export interface VariantRequestRecord {
+  id: number;
+  request_key: string;
+  request_id: string | null;
+  origin: string;
+  /** Message body as received, possibly gzip; NULL for a request rejected at intake. */
+  payload: Buffer | null;
+  /** SHA-256 of the payload, hex. */
+  payload_hash: string;
+  packet_id: number | null;
+  reply_topic: string;
+  /** MQTT 5 correlation data of the request, base64, or NULL. */
+  correlation_data: string | null;
+  status: 'pending' | 'answered';
+  attempts: number;
+  /** The reply as JSON once answered, else NULL. */
+  reply: string | null;
+  created_at: string;
+  finished_at: string | null;
 }
 
 /** A row of `telemetry`. `payload` is the telemetry record as JSON. */

@@ -1,13 +1,26 @@
 import type Database from 'better-sqlite3';
 import type { JobSource, JobStatus, NewInput, NewJob, RejectedRecord } from '../contracts/jobs';
 import type { Prediction, PredictOptions } from '../contracts/prediction';
-import type { BeginInputResult, EnqueueResult, InputRow, JobOutcome, JobResult, JobRow, OutboxMessage, OutboxRow } from '../contracts/store';
+import type {
+  BeginInputResult,
+  EnqueueResult,
+  InputRow,
+  JobOutcome,
+  JobResult,
+  JobRow,
+  NewVariantRequest,
+  OutboxMessage,
+  OutboxRow,
+  StoredVariantRequest,
+  VariantRequestRow,
+} from '../contracts/store';
 import type { Logger } from '../log';
 import { openDatabase, withSynchronousFull } from './db';
 import { JobStateError } from './errors';
 import { DEFAULT_DROP_WARNING_INTERVAL_MS, OutboxDropWarnings } from './outbox-drops';
 import { orfColumns, toInputRow, toJobOutcome, toJobRow, toOutboxRow, toRejectedRecord } from './rows';
 import { prepareStatements, type Statements } from './statements';
+import { prepareVariantRequests, toVariantRequestRow, type VariantAnswer, type VariantRequestTransactions } from './variant-requests';
 
 export interface StoreOptions {
   /** Path of the SQLite file; `databaseFile(folders.data)` gives the usual one. */
@@ -57,6 +70,7 @@ interface OpenState {
   begin: Database.Transaction<(input: NewInput) => BeginInputResult>;
   append: Database.Transaction<(inputId: number, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[]) => number[]>;
   trim: Database.Transaction<(maxRows: number) => number>;
+  variants: VariantRequestTransactions;
 }
 
 /** A job's result and the messages to publish with it, for Store.completeJobs. */
@@ -67,8 +81,8 @@ export interface CompletedJob {
 }
 
 /**
- * The daemon's SQLite database: inputs, jobs, results, rejected records, the MQTT outbox and
- * telemetry. The daemon keeps one Store per file as its only writer. Every method is synchronous (better-sqlite3), and
+ * The daemon's SQLite database: inputs, jobs, results, rejected records, MQTT variant
+ * requests, the MQTT outbox and telemetry. The daemon keeps one Store per file as its only writer. Every method is synchronous (better-sqlite3), and
  * every method except `open` and `close` requires an open store.
  */
 export class Store {
@@ -101,25 +115,35 @@ export class Store {
 
     const { db, schemaVersion, appliedVersions } = openDatabase(this.file, this.logger, this.clock);
     let statements: Statements;
-    try {
-      statements = prepareStatements(db);
-    } catch (err) {
-      db.close();
-      throw err;
-    }
+    let variants: VariantRequestTransactions;
     // Every transaction that can add outbox rows ends by enforcing the outbox bound.
     const bounded = <A extends unknown[], R>(body: (...args: A) => R) => (...args: A): R => {
       const result = body(...args);
       this.enforceOutboxBound(statements);
       return result;
     };
+    try {
+      statements = prepareStatements(db);
+      variants = prepareVariantRequests(db, {
+        clock: this.clock,
+        addPublications: (publications, createdAt) => insertPublications(statements, publications, createdAt),
+        bounded,
+      });
+    } catch (err) {
+      db.close();
+      throw err;
+    }
     this.state = {
       db,
       statements,
+      variants,
       enqueue: db.transaction(
-        bounded((input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[], delivery: RequestDelivery | null) =>
-          this.enqueueInTransaction(statements, input, jobs, rejected, publications, delivery),
-        ),
+        bounded((input: NewInput, jobs: NewJob[], rejected: RejectedRecord[], publications: OutboxMessage[], delivery: RequestDelivery | null) => {
+          const result = this.enqueueInTransaction(statements, input, jobs, rejected, publications, delivery);
+          // The packet id now names this prediction request, so no variant request keeps it.
+          if (delivery !== null) variants.statements.forgetPacketId.run(delivery.packetId);
+          return result;
+        }),
       ),
       publish: db.transaction(bounded((publications: OutboxMessage[]) => insertPublications(statements, publications, this.clock().toISOString()))),
       claim: db.transaction((limit: number) => this.claimInTransaction(statements, limit)),
@@ -271,11 +295,74 @@ export class Store {
   }
 
   /**
-   * Forgets every recorded MQTT delivery, for a new MQTT session, whose packet ids are
-   * unrelated to those of the old one. Returns the number forgotten.
+   * Forgets every recorded MQTT delivery, of prediction and variant requests, for a new MQTT
+   * session, whose packet ids are unrelated to those of the old one. Returns the number forgotten.
    */
   clearMqttDeliveries(): number {
-    return this.requireOpen().statements.clearDeliveries.run().changes;
+    const state = this.requireOpen();
+    const clear = state.db.transaction(
+      () => state.statements.clearDeliveries.run().changes + state.variants.statements.clearPacketIds.run().changes,
+    );
+    return clear.immediate();
+  }
+
+  /**
+   * Stores an MQTT variant request as pending in one durable transaction, or finds the stored
+   * request it repeats and inserts nothing. A request repeats a stored one with the same
+   * `requestKey`, and, when `redeliverySince` is set, one stored under the same packet id and
+   * payload hash at or after that time. The packet id of the delivery is cleared from every
+   * other stored request, because a broker reuses a packet id only after an acknowledgement.
+   */
+  storeVariantRequest(request: NewVariantRequest, redeliverySince: Date | null = null): StoredVariantRequest {
+    const state = this.requireOpen();
+    return this.commit(state, () => state.variants.store.immediate(request, redeliverySince, null));
+  }
+
+  /**
+   * Stores a rejected variant request as answered, with its reply and messages, in one durable
+   * transaction. A repeated request inserts nothing, as in `storeVariantRequest`.
+   */
+  storeAnsweredVariantRequest(request: NewVariantRequest, redeliverySince: Date | null, answer: VariantAnswer): StoredVariantRequest {
+    const state = this.requireOpen();
+    return this.commit(state, () => state.variants.store.immediate(request, redeliverySince, answer));
+  }
+
+  /**
+   * Counts one more scoring attempt of a pending variant request, durably, and returns its
+   * attempts so far. Throws when the request is not pending.
+   */
+  startVariantAttempt(id: number): number {
+    const { db, variants } = this.requireOpen();
+    return withSynchronousFull(db, () => {
+      const attempts = variants.statements.addAttempt.get(id);
+      if (attempts === undefined) throw new Error(`cannot start scoring variant request ${id}: request not found or already answered`);
+      return attempts;
+    });
+  }
+
+  /** Takes back the attempt of a pending variant request whose scoring a graceful stop interrupted. */
+  releaseVariantAttempt(id: number): void {
+    this.requireOpen().variants.statements.releaseAttempt.run(id);
+  }
+
+  /**
+   * Marks a pending variant request answered with its reply and adds the messages, in one
+   * durable transaction. Returns false, and adds nothing, when it is already answered. Throws
+   * when it does not exist.
+   */
+  answerVariantRequest(id: number, answer: VariantAnswer): boolean {
+    const state = this.requireOpen();
+    return this.commit(state, () => state.variants.answer.immediate(id, answer));
+  }
+
+  /** Returns the pending variant requests in arrival order. */
+  listPendingVariantRequests(): VariantRequestRow[] {
+    return this.requireOpen().variants.statements.pendingRequests.all().map(toVariantRequestRow);
+  }
+
+  getVariantRequest(id: number): VariantRequestRow | null {
+    const record = this.requireOpen().variants.statements.requestById.get(id);
+    return record === undefined ? null : toVariantRequestRow(record);
   }
 
   /** Adds messages to the outbox in one durable transaction. */

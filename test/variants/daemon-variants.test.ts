@@ -1,4 +1,5 @@
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import type { ErrorMessage } from '../../src/contracts/topics';
 import type { VariantResponse } from '../../src/variants/service';
 import { DaemonHarness } from '../support/daemon-harness';
@@ -78,6 +79,23 @@ describe('variant requests through the daemon', () => {
 
     const reply = probe.json<VariantResponse>(topics.variantsResponse).find((message) => message.errors[0]?.code === 'PAYLOAD_TOO_LARGE');
     expect(reply?.status).toBe('error');
+  });
+
+  test('repeated request gets stored reply', async () => {
+    const body = { id: 'repeat-1', sequence: UBIQUITIN_HUMAN, variants: ['K48R', 'I44A'] };
+    const { topics } = harness.endpoints;
+    const replies = (): string[] =>
+      probe.on(topics.variantsResponse).map((message) => message.text).filter((text) => (JSON.parse(text) as VariantResponse).id === body.id);
+    await request(body);
+    await probe.publish(topics.variantsRequest, JSON.stringify(body));
+    await probe.waitFor(() => replies().length === 2, 30_000, 'the second reply');
+
+    expect(replies()[1]).toBe(replies()[0]);
+    // One stored request with one scoring attempt: the repeat was not scored.
+    const db = new Database(harness.endpoints.databaseFile, { readonly: true });
+    const rows = db.prepare('SELECT status, attempts FROM variant_requests WHERE request_id = ?').all(body.id);
+    db.close();
+    expect(rows).toEqual([{ status: 'answered', attempts: 1 }]);
   });
 
   test('telemetry reports the prefix cache hit ratio', async () => {
