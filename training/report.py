@@ -292,6 +292,12 @@ def training_text(manifest: dict, twin_summary: dict | None, config: dict) -> st
         lines.append(f"- Full-precision twin: {twin_summary['steps']} steps, {twin_summary['sequencesSeen']} sequences, "
                      f"{twin_summary['wallSeconds']} s, float32 weights and activations throughout. Command: "
                      f"`python3 -m training.build --config <config> --twin`.")
+    pooled = training.get("pooledHeadsRefit")
+    if pooled:
+        lines.append(f"- After training, the model and the twin each get refitted heads on their frozen network: the "
+                     f"domain head, and MLP localization, GO and function heads ({pooled['depth']} hidden layers of "
+                     f"{pooled['hidden']} units) fitted on the pooled states of {pooled['proteins']} training proteins, "
+                     f"with the epoch chosen on validation loss.")
     return "\n".join(lines)
 
 
