@@ -201,6 +201,11 @@ const variants = z
       .positive()
       .default(20_000)
       .describe('most variants scored for one request, "all" included (19 per residue)'),
+    retentionHours: z
+      .number()
+      .positive()
+      .default(168)
+      .describe('age after which answered MQTT variant requests and their stored replies are deleted, in hours'),
   })
   .strict()
   .default({});

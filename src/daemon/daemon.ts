@@ -162,6 +162,7 @@ export class Daemon {
       topics,
       redeliveryWindowMs: config.mqtt.redeliveryWindowMs,
       maxAttempts: config.queue.maxAttempts,
+      retentionMs: config.variants.retentionHours * 3_600_000,
       logger: root,
       onCommitted,
     });

@@ -234,9 +234,9 @@ ALTER TABLE jobs ADD COLUMN options TEXT CHECK (options IS NULL OR json_valid(op
 // parses again. A request rejected at intake is stored already answered and without it.
 // `packet_id` is the MQTT packet id it was last delivered under, NULL for QoS 0 or once a new
 // MQTT session or a later message under the same packet id made it meaningless. `attempts`
-// counts the scoring runs started, and `reply` is the JSON reply once answered.
-// NOTE: rows are never deleted, and the reply of a full scan with predictions can be tens of
-// MB, so the table grows with every request.
+// counts the scoring runs started, and `reply` is the JSON reply once answered. The reply of a
+// full scan with predictions can be tens of MB, so answered rows are deleted once they are older
+// than `variants.retentionHours`.
 const VARIANT_REQUESTS = `
 CREATE TABLE variant_requests (
   id INTEGER PRIMARY KEY,
@@ -258,6 +258,7 @@ CREATE TABLE variant_requests (
 );
 CREATE INDEX variant_requests_pending ON variant_requests (id) WHERE status = 'pending';
 CREATE INDEX variant_requests_packet ON variant_requests (packet_id) WHERE packet_id IS NOT NULL;
+CREATE INDEX variant_requests_answered ON variant_requests (finished_at) WHERE status = 'answered';
 `;
 
 /** Migrations of this build, in version order. A migration that has shipped must never change. */

@@ -356,6 +356,11 @@ export class Store {
   }
 
   /** Returns the pending variant requests in arrival order. */
+  /** Deletes answered variant requests that were answered before `olderThan`, with their replies. Returns the number deleted. */
+  pruneVariantRequests(olderThan: Date): number {
+    return this.requireOpen().variants.statements.pruneAnswered.run(olderThan.toISOString()).changes;
+  }
+
   listPendingVariantRequests(): VariantRequestRow[] {
     return this.requireOpen().variants.statements.pendingRequests.all().map(toVariantRequestRow);
   }

@@ -36,6 +36,7 @@ export function prepareVariantStatements(db: Database.Database) {
     releaseAttempt: db.prepare<[number]>(
       `UPDATE variant_requests SET attempts = attempts - 1 WHERE id = ? AND status = 'pending' AND attempts > 0`,
     ),
+    pruneAnswered: db.prepare<[string]>(`DELETE FROM variant_requests WHERE status = 'answered' AND finished_at < ?`),
     markAnswered: db.prepare<[{ id: number; reply: string; finished_at: string }]>(
       `UPDATE variant_requests SET status = 'answered', reply = @reply, finished_at = @finished_at WHERE id = @id AND status = 'pending'`,
     ),

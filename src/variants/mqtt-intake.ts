@@ -16,6 +16,7 @@ export interface VariantRequestStore {
   releaseVariantAttempt(id: number): void;
   answerVariantRequest(id: number, answer: VariantAnswer): boolean;
   listPendingVariantRequests(): VariantRequestRow[];
+  pruneVariantRequests(olderThan: Date): number;
   addPublications(publications: OutboxMessage[]): void;
 }
 
@@ -33,6 +34,8 @@ export interface VariantRequestIntakeOptions {
    * again (queue.maxAttempts). An attempt that a graceful stop interrupts does not count.
    */
   maxAttempts: number;
+  /** Age after which answered requests and their replies are deleted, in ms (variants.retentionHours). */
+  retentionMs: number;
   logger: Logger;
   /** Called after replies or error messages were added to the outbox. */
   onCommitted: () => void;
@@ -120,6 +123,7 @@ export class VariantRequestIntake {
    * again from its stored payload. Returns the number queued.
    */
   resume(): number {
+    this.prune();
     const pending = this.options.store.listPendingVariantRequests().filter((row) => !this.queuedIds.has(row.id));
     for (const row of pending) this.requeue(row);
     if (pending.length > 0) this.log.info({ requests: pending.length }, 'scoring variant requests left pending by the previous process');
@@ -235,6 +239,17 @@ export class VariantRequestIntake {
       this.options.onCommitted();
     } catch (err) {
       this.log.error({ err, requestId: row.requestId, variantRequest: row.id }, 'storing the variant reply failed, the request stays pending');
+    }
+    this.prune();
+  }
+
+  /** Deletes answered requests older than the retention. A failure is logged, and the next answer tries again. */
+  private prune(): void {
+    try {
+      const deleted = this.options.store.pruneVariantRequests(new Date(this.clock().getTime() - this.options.retentionMs));
+      if (deleted > 0) this.log.info({ deleted }, 'answered variant requests older than the retention deleted');
+    } catch (err) {
+      this.log.error({ err }, 'deleting old variant requests failed');
     }
   }
 

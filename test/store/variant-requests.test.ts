@@ -236,6 +236,21 @@ describe('Store variant requests', () => {
     expect(store.listPendingVariantRequests()).toEqual([]);
   });
 
+  test('prune deletes old answered requests only', () => {
+    const old = store.storeVariantRequest(variantRequest('old')).request;
+    const stillPending = store.storeVariantRequest(variantRequest('pending')).request;
+    store.answerVariantRequest(old.id, answerWith({ status: 'ok' }));
+    advance(2 * WINDOW_MS);
+    const recent = store.storeVariantRequest(variantRequest('recent')).request;
+    store.answerVariantRequest(recent.id, answerWith({ status: 'ok' }));
+
+    expect(store.pruneVariantRequests(new Date(now.getTime() - WINDOW_MS))).toBe(1);
+    expect(store.getVariantRequest(old.id)).toBeNull();
+    expect(store.getVariantRequest(recent.id)?.status).toBe('answered');
+    expect(store.getVariantRequest(stillPending.id)?.status).toBe('pending');
+    expect(store.storeVariantRequest(variantRequest('old')).inserted).toBe(true);
+  });
+
   test('pending requests listed in arrival order', () => {
     const ids = ['c', 'a', 'b'].map((key) => store.storeVariantRequest(variantRequest(key)).request.id);
     store.answerVariantRequest(ids[1], answerWith({ status: 'ok' }));

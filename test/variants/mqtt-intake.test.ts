@@ -15,6 +15,7 @@ const topics = buildTopics('bitnet-edge', 'pi');
 const logger = createLogger('silent');
 const SEQUENCE = 'MQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG';
 const MAX_ATTEMPTS = 2;
+const RETENTION_MS = 3_600_000;
 
 /** A variant service whose scans finish only when the test calls `finishNext`. */
 class ControlledService {
@@ -59,6 +60,7 @@ describe('VariantRequestIntake', () => {
       topics,
       redeliveryWindowMs: 60_000,
       maxAttempts: MAX_ATTEMPTS,
+      retentionMs: RETENTION_MS,
       logger,
       onCommitted: () => undefined,
     });
@@ -98,6 +100,39 @@ describe('VariantRequestIntake', () => {
     expect(row.correlationData).toBe(Buffer.from('c1').toString('base64'));
     await waitUntil(() => service.scanning === 1, 5000, 'the scan');
     expect(store.listPendingVariantRequests()[0].attempts).toBe(1);
+  });
+
+  test('answer prunes requests past retention', async () => {
+    let now = new Date('2026-03-01T10:00:00.000Z');
+    intake.stop();
+    store.close();
+    store = new Store({ file: databaseFile(path.join(folder, 'data')), logger, clock: () => now });
+    store.open();
+    intake = new VariantRequestIntake({
+      service,
+      store,
+      topics,
+      redeliveryWindowMs: 60_000,
+      maxAttempts: MAX_ATTEMPTS,
+      retentionMs: RETENTION_MS,
+      logger,
+      onCommitted: () => undefined,
+      clock: () => now,
+    });
+    await intake.handle(request({ id: 'old', sequence: SEQUENCE, variants: ['K6A'] }, { messageId: 1 }));
+    await waitUntil(() => service.scanning === 1, 5000, 'the first scan');
+    service.finishNext();
+    await waitUntil(() => store.listPendingVariantRequests().length === 0, 5000, 'the first answer');
+    expect(store.getVariantRequest(1)?.requestId).toBe('old');
+
+    now = new Date(now.getTime() + RETENTION_MS + 1000);
+    await intake.handle(request({ id: 'new', sequence: SEQUENCE, variants: ['K6A'] }, { messageId: 2 }));
+    await waitUntil(() => service.scanning === 1, 5000, 'the second scan');
+    service.finishNext();
+    await waitUntil(() => store.listPendingVariantRequests().length === 0, 5000, 'the second answer');
+
+    expect(store.getVariantRequest(1)).toBeNull();
+    expect(store.getVariantRequest(2)?.requestId).toBe('new');
   });
 
   test('store error rejects handle', async () => {
