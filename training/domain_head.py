@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .domains import residue_labels
-from .model import PAD_ID, encode
+from .model import encode, length_sorted_batches
 
 log = logging.getLogger("training.domain_head")
 
@@ -38,14 +38,8 @@ def final_states(model, records, max_tokens: int, batch_size: int = 16):
     """
     model.eval()
     token_lists = [encode(r["sequence"])[:max_tokens] for r in records]
-    order = sorted(range(len(records)), key=lambda i: len(token_lists[i]))
     states: list = [None] * len(records)
-    for begin in range(0, len(order), batch_size):
-        indices = order[begin:begin + batch_size]
-        length = max(len(token_lists[i]) for i in indices)
-        input_ids = torch.full((len(indices), length), PAD_ID, dtype=torch.long)
-        for row, index in enumerate(indices):
-            input_ids[row, :len(token_lists[index])] = torch.tensor(token_lists[index])
+    for indices, input_ids, _ in length_sorted_batches(token_lists, batch_size):
         hidden = model.final_states(input_ids)
         for row, index in enumerate(indices):
             states[index] = hidden[row, 1:len(token_lists[index])].clone()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import PAD_ID, VOCAB, encode
+from .model import PAD_ID, VOCAB, encode, length_sorted_batches
 
 log = logging.getLogger("training.evaluate")
 
@@ -36,7 +36,6 @@ def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
     """
     model.eval()
     token_lists = [encode(r["sequence"])[:max_tokens] for r in records]
-    order = sorted(range(len(records)), key=lambda i: len(token_lists[i]))
     scores: dict[str, list] = {"localization": [None] * len(records), "go": [None] * len(records),
                                "function": [None] * len(records)}
     domain_probabilities: list = [None] * len(records)
@@ -44,17 +43,9 @@ def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
     nll_sum = 0.0
     token_count = 0
     started = time.monotonic()
-    for begin in range(0, len(order), batch_size):
-        if begin and begin % (20 * batch_size) == 0:
-            log.info("predicted %d of %d sequences in %.0f s", begin, len(order), time.monotonic() - started)
-        indices = order[begin:begin + batch_size]
-        length = max(len(token_lists[i]) for i in indices)
-        input_ids = torch.full((len(indices), length), PAD_ID, dtype=torch.long)
-        attention_mask = torch.zeros((len(indices), length), dtype=torch.long)
-        for row, index in enumerate(indices):
-            tokens = token_lists[index]
-            input_ids[row, :len(tokens)] = torch.tensor(tokens)
-            attention_mask[row, :len(tokens)] = 1
+    for batch, (indices, input_ids, attention_mask) in enumerate(length_sorted_batches(token_lists, batch_size)):
+        if batch and batch % 20 == 0:
+            log.info("predicted %d of %d sequences in %.0f s", batch * batch_size, len(records), time.monotonic() - started)
         outputs = model(input_ids, attention_mask)
         targets = input_ids[:, 1:]
         logits = outputs["lm_logits"][:, :-1]

@@ -23,6 +23,24 @@ def encode(sequence: str) -> list[int]:
     return [BOS_ID] + [_RESIDUE_IDS.get(residue, X_ID) for residue in sequence.upper()]
 
 
+def length_sorted_batches(token_lists: list[list[int]], batch_size: int):
+    """Yield (indices, input_ids, attention_mask) for batches of the token lists, right-padded.
+
+    Lists are taken in order of length, so a batch carries little padding; `indices` gives the
+    position in `token_lists` of each row.
+    """
+    order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
+    for begin in range(0, len(order), batch_size):
+        indices = order[begin:begin + batch_size]
+        length = max(len(token_lists[i]) for i in indices)
+        input_ids = torch.full((len(indices), length), PAD_ID, dtype=torch.long)
+        attention_mask = torch.zeros((len(indices), length), dtype=torch.long)
+        for row, index in enumerate(indices):
+            input_ids[row, :len(token_lists[index])] = torch.tensor(token_lists[index])
+            attention_mask[row, :len(token_lists[index])] = 1
+        yield indices, input_ids, attention_mask
+
+
 def quantize_activations_int8(x: torch.Tensor) -> torch.Tensor:
     """Fake-quantize to int8 per token (absmax over the last dimension) with a straight-through gradient."""
     scale = 127.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)

@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .model import PAD_ID, POOLED_HEADS, encode
+from .model import POOLED_HEADS, encode, length_sorted_batches
 from .train import go_label_mask, masked_bce
 
 log = logging.getLogger("training.pooled_heads")
@@ -32,19 +32,11 @@ def pooled_states(model, records, max_tokens: int, batch_size: int = 32) -> torc
     """Return the pooled state [records, d_model] of each record truncated to max_tokens, in input order."""
     model.eval()
     token_lists = [encode(r["sequence"])[:max_tokens] for r in records]
-    order = sorted(range(len(records)), key=lambda i: len(token_lists[i]))
     pooled = torch.zeros((len(records), model.d_model))
     started = time.monotonic()
-    for begin in range(0, len(order), batch_size):
-        if begin and begin % (100 * batch_size) == 0:
-            log.info("pooled states of %d of %d proteins in %.0f s", begin, len(order), time.monotonic() - started)
-        indices = order[begin:begin + batch_size]
-        length = max(len(token_lists[i]) for i in indices)
-        input_ids = torch.full((len(indices), length), PAD_ID, dtype=torch.long)
-        attention_mask = torch.zeros((len(indices), length), dtype=torch.long)
-        for row, index in enumerate(indices):
-            input_ids[row, :len(token_lists[index])] = torch.tensor(token_lists[index])
-            attention_mask[row, :len(token_lists[index])] = 1
+    for batch, (indices, input_ids, attention_mask) in enumerate(length_sorted_batches(token_lists, batch_size)):
+        if batch and batch % 100 == 0:
+            log.info("pooled states of %d of %d proteins in %.0f s", batch * batch_size, len(records), time.monotonic() - started)
         outputs = model(input_ids, attention_mask)
         pooled[indices] = outputs["state_sum"] / attention_mask.sum(dim=1, keepdim=True)
     return pooled
