@@ -53,7 +53,7 @@ describe('VariantRequestIntake', () => {
   let service: ControlledService;
   let intake: VariantRequestIntake;
 
-  function newIntake(scoring: ControlledService): VariantRequestIntake {
+  function newIntake(scoring: ControlledService, clock?: () => Date): VariantRequestIntake {
     return new VariantRequestIntake({
       service: scoring,
       store,
@@ -63,6 +63,7 @@ describe('VariantRequestIntake', () => {
       retentionMs: RETENTION_MS,
       logger,
       onCommitted: () => undefined,
+      ...(clock ? { clock } : {}),
     });
   }
 
@@ -108,17 +109,7 @@ describe('VariantRequestIntake', () => {
     store.close();
     store = new Store({ file: databaseFile(path.join(folder, 'data')), logger, clock: () => now });
     store.open();
-    intake = new VariantRequestIntake({
-      service,
-      store,
-      topics,
-      redeliveryWindowMs: 60_000,
-      maxAttempts: MAX_ATTEMPTS,
-      retentionMs: RETENTION_MS,
-      logger,
-      onCommitted: () => undefined,
-      clock: () => now,
-    });
+    intake = newIntake(service, () => now);
     await intake.handle(request({ id: 'old', sequence: SEQUENCE, variants: ['K6A'] }, { messageId: 1 }));
     await waitUntil(() => service.scanning === 1, 5000, 'the first scan');
     service.finishNext();
