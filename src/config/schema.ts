@@ -38,6 +38,10 @@ const mqtt = z
     username: z.string().optional().describe('user name for the broker'),
     password: z.string().optional().describe('password for the broker'),
     clientId: z.string().min(1).optional().describe('MQTT client id; default bitnet-edge-<deviceId>'),
+    protocolVersion: z
+      .enum(['3.1.1', '5'])
+      .default('3.1.1')
+      .describe('MQTT version with an external broker; with 5 a reply goes to the request\'s response topic with its correlation data. The embedded broker always uses 3.1.1'),
     baseTopic: z.string().min(1).default('bitnet-edge').describe('first level of every topic'),
     keepaliveSeconds: z.number().int().min(0).max(65535).default(30).describe('MQTT keepalive in seconds'),
     reconnectPeriodMs: z.number().int().min(100).default(2000).describe('wait between reconnect attempts in ms'),

@@ -120,7 +120,12 @@ export class Daemon {
       },
     };
 
-    const url = await this.startBroker();
+    const { url, embedded } = await this.startBroker();
+    // aedes, the embedded broker, speaks MQTT 3.1.1 only.
+    const protocolVersion = !embedded && config.mqtt.protocolVersion === '5' ? 5 : 4;
+    if (embedded && config.mqtt.protocolVersion === '5') {
+      this.logger.warn('mqtt.protocolVersion 5 needs an external broker; the embedded broker speaks MQTT 3.1.1, so the daemon connects with it');
+    }
     const metrics = new Metrics();
     const resultCache = new ResultCache({ maxBytes: config.cache.maxBytes });
     const prefixCache = new PrefixCache({ maxBytes: config.cache.prefixMaxBytes, blockSize: config.cache.prefixBlockResidues });
@@ -179,6 +184,7 @@ export class Daemon {
       onRequest: (request) => (request.topic === topics.variantsRequest ? variantRequests.handle(request) : requests.handle(request)),
       onSession: (sessionPresent) => requests.sessionStarted(sessionPresent),
       onConnect: () => publisher?.notify(),
+      protocolVersion,
     });
     await connection.start();
     this.started.push({ name: 'mqtt', stop: () => connection.stop() });
@@ -286,16 +292,16 @@ export class Daemon {
     return this.endpointsValue;
   }
 
-  /** Embeds a broker or picks the configured one, and returns the URL to connect to. */
-  private async startBroker(): Promise<string> {
+  /** Embeds a broker or picks the configured one, and returns the URL to connect to and whether the broker is embedded. */
+  private async startBroker(): Promise<{ url: string; embedded: boolean }> {
     const plan = planBroker(this.config.mqtt);
     if (plan.kind === 'external') {
       this.logger.info({ url: redactUrl(plan.url) }, 'using external MQTT broker');
-      return plan.url;
+      return { url: plan.url, embedded: false };
     }
     if (plan.kind === 'probe-then-embed' && (await isBrokerListening(plan.probeHost, plan.probePort, BROKER_PROBE_TIMEOUT_MS))) {
       this.logger.info({ url: redactUrl(plan.url) }, 'a broker already listens on the configured port; using it');
-      return plan.url;
+      return { url: plan.url, embedded: false };
     }
 
     // The broker's own limit closes the sender's connection without a reply (MQTT 3.1.1 has no
@@ -305,7 +311,7 @@ export class Daemon {
     const broker = new EmbeddedBroker({ host: plan.host, port: plan.port, logger: this.logger, maxPayloadBytes: brokerLimit });
     const address = await broker.start();
     this.started.push({ name: 'broker', stop: () => broker.stop() });
-    return brokerUrl(address.host, address.port);
+    return { url: brokerUrl(address.host, address.port), embedded: true };
   }
 
   private async stopComponents(): Promise<void> {
