@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   INVALID_VARIANT: 'a variant is malformed, lies outside the sequence, names the wrong wild-type residue or changes a position twice',
   TOO_MANY_VARIANTS: 'the variant request lists more variants than variants.maxVariants allows',
   NO_ORF_FOUND: 'the DNA or RNA record has no open reading frame of the minimum length on either strand',
+  REPLY_TOO_LARGE: 'the reply is larger than mqtt.maxPublishBytes, so an error reply goes out in its place',
   INFERENCE_FAILED: 'the model failed on this sequence',
   QUARANTINED: 'the sequence failed inference in every allowed attempt (queue.maxAttempts), so it is not retried',
   INTERNAL: 'an unexpected error; see the log',

@@ -52,6 +52,12 @@ const mqtt = z
       .positive()
       .default(100_000)
       .describe('maximum messages kept in the outbox while the broker is unreachable; the oldest are dropped and counted beyond it'),
+    maxPublishBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(15_728_640)
+      .describe('largest message payload the daemon publishes, in bytes; the embedded broker accepts packets up to 16 MiB'),
     outboxMaxPerSecond: z.number().positive().default(200).describe('maximum outbox publish rate, in messages per second'),
     redeliveryWindowMs: z
       .number()

@@ -168,6 +168,7 @@ export class Daemon {
       redeliveryWindowMs: config.mqtt.redeliveryWindowMs,
       maxAttempts: config.queue.maxAttempts,
       retentionMs: config.variants.retentionHours * 3_600_000,
+      maxPublishBytes: config.mqtt.maxPublishBytes,
       logger: root,
       onCommitted,
     });
@@ -204,7 +205,14 @@ export class Daemon {
       this.started.push({ name: 'http', stop: () => http.stop() });
     }
 
-    publisher = new OutboxPublisher({ store, connection, logger: root, maxPerSecond: config.mqtt.outboxMaxPerSecond, batchSize: 50 });
+    publisher = new OutboxPublisher({
+      store,
+      connection,
+      logger: root,
+      maxPerSecond: config.mqtt.outboxMaxPerSecond,
+      batchSize: 50,
+      maxPayloadBytes: config.mqtt.maxPublishBytes,
+    });
     publisher.start();
     const startedPublisher = publisher;
     this.started.push({ name: 'publisher', stop: () => startedPublisher.stop() });

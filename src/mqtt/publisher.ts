@@ -24,6 +24,11 @@ export interface OutboxPublisherOptions {
   maxPerSecond: number;
   /** Rows read from the outbox per query. */
   batchSize: number;
+  /**
+   * Largest payload published, in bytes (mqtt.maxPublishBytes). A larger row is deleted with an
+   * error log, because the broker would close the connection on it and the outbox would stall.
+   */
+  maxPayloadBytes?: number;
   /** Monotonic time in ms, for the rate limit. */
   now?: () => number;
 }
@@ -94,6 +99,21 @@ export class OutboxPublisher {
     } while (this.drainRequested && this.running);
   }
 
+  /** Deletes a row whose payload exceeds maxPayloadBytes and returns true; returns false for every other row. */
+  private dropIfTooLarge(row: OutboxRow): boolean {
+    const limit = this.options.maxPayloadBytes;
+    if (limit === undefined) return false;
+    const bytes = Buffer.byteLength(row.payload);
+    if (bytes <= limit) return false;
+    this.logger.error({ outboxId: row.id, topic: row.topic, bytes, maxPublishBytes: limit }, 'outbox message larger than mqtt.maxPublishBytes deleted unpublished');
+    try {
+      this.options.store.deleteOutbox(row.id);
+    } catch (err) {
+      this.logger.error({ err, outboxId: row.id }, 'failed to delete an oversized outbox row; it is skipped');
+    }
+    return true;
+  }
+
   /** Publishes rows until the outbox is empty, the connection is lost or a publish fails. */
   private async drainOnce(): Promise<number> {
     const { store, connection, batchSize } = this.options;
@@ -110,6 +130,7 @@ export class OutboxPublisher {
       if (rows.length === 0) return sent;
 
       for (const row of rows) {
+        if (this.dropIfTooLarge(row)) continue;
         await this.waitForRate();
         if (!this.running || !connection.isConnected()) return sent;
 

@@ -36,6 +36,11 @@ export interface VariantRequestIntakeOptions {
   maxAttempts: number;
   /** Age after which answered requests and their replies are deleted, in ms (variants.retentionHours). */
   retentionMs: number;
+  /**
+   * Largest reply published, in bytes (mqtt.maxPublishBytes). A larger reply is stored in full,
+   * and a REPLY_TOO_LARGE error reply is published in its place.
+   */
+  maxPublishBytes: number;
   logger: Logger;
   /** Called after replies or error messages were added to the outbox. */
   onCommitted: () => void;
@@ -155,7 +160,7 @@ export class VariantRequestIntake {
   private answerRepeat(row: VariantRequestRow, messageId: number | undefined): void {
     const ids = { requestId: row.requestId, variantRequest: row.id, messageId };
     if (row.status === 'answered' && row.reply !== null) {
-      this.options.store.addPublications([replyPublication(row, row.reply)]);
+      this.options.store.addPublications([replyPublication(row, this.publishable(row, row.reply))]);
       this.log.info(ids, 'repeated variant request answered again with the stored reply');
       this.options.onCommitted();
       return;
@@ -253,10 +258,31 @@ export class VariantRequestIntake {
     }
   }
 
+  /**
+   * Returns the reply to publish: the stored reply itself, or a REPLY_TOO_LARGE error reply when
+   * it is larger than maxPublishBytes, because the broker would refuse it.
+   */
+  private publishable(target: Pick<VariantRequestRow, 'requestId'> & { id?: number }, payload: string): string {
+    const bytes = Buffer.byteLength(payload);
+    const limit = this.options.maxPublishBytes;
+    if (bytes <= limit) return payload;
+    const stored = target.id === undefined ? 'it is stored in the variant_requests table' : `it is stored in variant_requests row ${target.id}`;
+    const message = `the reply is ${bytes} bytes, larger than mqtt.maxPublishBytes (${limit}); ${stored}. Request fewer variants or "options": {"predictions": false}`;
+    this.log.warn({ requestId: target.requestId, variantRequest: target.id, bytes, maxPublishBytes: limit }, 'variant reply too large to publish, error reply sent instead');
+    const reply: VariantResponse = {
+      schemaVersion: PAYLOAD_SCHEMA_VERSION,
+      id: target.requestId,
+      status: 'error',
+      errors: [{ recordId: target.requestId ?? 'request', recordIndex: 0, code: 'REPLY_TOO_LARGE', message }],
+      latencyMs: 0,
+    };
+    return JSON.stringify(reply);
+  }
+
   /** Builds the stored reply and its messages: the reply on the reply topic and, for an error reply, an errors-topic message. */
-  private answerOf(target: Pick<VariantRequestRow, 'origin' | 'replyTopic' | 'correlationData'>, reply: VariantResponse, now: Date): VariantAnswer {
+  private answerOf(target: Pick<VariantRequestRow, 'origin' | 'replyTopic' | 'correlationData' | 'requestId'> & { id?: number }, reply: VariantResponse, now: Date): VariantAnswer {
     const payload = JSON.stringify(reply);
-    const publications = [replyPublication(target, payload)];
+    const publications = [replyPublication(target, this.publishable(target, payload))];
     if (reply.status === 'error') {
       publications.push(errorMessage(this.options.topics, { source: 'mqtt', requestId: reply.id, origin: target.origin }, reply.errors, now));
     }

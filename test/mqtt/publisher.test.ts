@@ -102,8 +102,15 @@ describe('OutboxPublisher', () => {
     fs.rmSync(folder, { recursive: true, force: true });
   });
 
-  function createPublisher(target: OutboxConnection = connection): OutboxPublisher {
-    return new OutboxPublisher({ store: outbox, connection: target, logger: silentLogger(), maxPerSecond: 1000, batchSize: 2 });
+  function createPublisher(target: OutboxConnection = connection, maxPayloadBytes?: number): OutboxPublisher {
+    return new OutboxPublisher({
+      store: outbox,
+      connection: target,
+      logger: silentLogger(),
+      maxPerSecond: 1000,
+      batchSize: 2,
+      ...(maxPayloadBytes === undefined ? {} : { maxPayloadBytes }),
+    });
   }
 
   test('rows are deleted only after PUBACK', async () => {
@@ -114,6 +121,17 @@ describe('OutboxPublisher', () => {
     await waitFor(() => outbox.countOutbox() === 0, 'an empty outbox');
     expect(accepted.map((entry) => entry.payload)).toEqual(['prediction-1', 'prediction-2', 'prediction-3', 'prediction-4', 'prediction-5']);
     for (const entry of accepted) expect(entry.rowStillStored).toBe(true);
+  });
+
+  test('oversized row deleted, later rows sent', async () => {
+    outbox.insert('small-1');
+    outbox.insert('x'.repeat(2000));
+    outbox.insert('small-2');
+    publisher = createPublisher(connection, 1000);
+    publisher.start();
+
+    await waitFor(() => outbox.countOutbox() === 0, 'an empty outbox');
+    expect(accepted.map((entry) => entry.payload)).toEqual(['small-1', 'small-2']);
   });
 
   test('notify sends rows committed later', async () => {

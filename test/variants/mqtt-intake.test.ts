@@ -52,6 +52,7 @@ describe('VariantRequestIntake', () => {
   let store: Store;
   let service: ControlledService;
   let intake: VariantRequestIntake;
+  let maxPublishBytes: number;
 
   function newIntake(scoring: ControlledService, clock?: () => Date): VariantRequestIntake {
     return new VariantRequestIntake({
@@ -61,6 +62,7 @@ describe('VariantRequestIntake', () => {
       redeliveryWindowMs: 60_000,
       maxAttempts: MAX_ATTEMPTS,
       retentionMs: RETENTION_MS,
+      maxPublishBytes,
       logger,
       onCommitted: () => undefined,
       ...(clock ? { clock } : {}),
@@ -80,6 +82,7 @@ describe('VariantRequestIntake', () => {
     store = new Store({ file: databaseFile(path.join(folder, 'data')), logger });
     store.open();
     service = new ControlledService();
+    maxPublishBytes = 1_000_000;
     intake = newIntake(service);
   });
 
@@ -124,6 +127,29 @@ describe('VariantRequestIntake', () => {
 
     expect(store.getVariantRequest(1)).toBeNull();
     expect(store.getVariantRequest(2)?.requestId).toBe('new');
+  });
+
+  test('oversized reply stored, error published', async () => {
+    intake.stop();
+    maxPublishBytes = 60;
+    intake = newIntake(service);
+    const body = { id: 'big', sequence: SEQUENCE, variants: ['K6A'] };
+    await intake.handle(request(body, { messageId: 1 }));
+    await waitUntil(() => service.scanning === 1, 5000, 'the scan');
+    service.finishNext();
+    await waitUntil(() => outboxOn(topics.variantsResponse).length === 1, 5000, 'the reply');
+
+    const stored = store.getVariantRequest(1)!;
+    expect((JSON.parse(stored.reply!) as VariantResponse).status).toBe('ok');
+    const published = JSON.parse(outboxOn(topics.variantsResponse)[0]) as VariantResponse;
+    expect(published.id).toBe('big');
+    expect(published.status).toBe('error');
+    expect(published.errors[0].code).toBe('REPLY_TOO_LARGE');
+    expect(published.errors[0].message).toContain(`${Buffer.byteLength(stored.reply!)} bytes`);
+
+    await intake.handle(request(body, { messageId: 2 }));
+    const repeated = JSON.parse(outboxOn(topics.variantsResponse)[1]) as VariantResponse;
+    expect(repeated.errors[0].code).toBe('REPLY_TOO_LARGE');
   });
 
   test('store error rejects handle', async () => {
