@@ -49,15 +49,20 @@ describeWithMosquitto('daemon on Mosquitto with MQTT 5', () => {
     return replies.find((packet) => packet.topic === topic);
   }
 
-  test('prediction reply on response topic', async () => {
-    const topic = 'replies/requester-v5/predict';
-    await requester!.publishAsync(`${TOPIC_ROOT}/request/predict`, JSON.stringify({ id: 'v5-predict', sequence: UBIQUITIN_HUMAN }), {
+  /** Publishes `body` with a response topic and correlation data, and returns the reply packet. */
+  async function requestWithResponseTopic(requestTopic: string, body: object, replyTopic: string, correlation: string): Promise<IPublishPacket> {
+    await requester!.publishAsync(requestTopic, JSON.stringify(body), {
       qos: 1,
-      properties: { responseTopic: topic, correlationData: Buffer.from('correlation-1') },
+      properties: { responseTopic: replyTopic, correlationData: Buffer.from(correlation) },
     });
-    await waitUntil(() => replyOn(topic) !== undefined, 60_000, 'the prediction reply');
+    await waitUntil(() => replyOn(replyTopic) !== undefined, 60_000, `the reply on ${replyTopic}`);
+    return replyOn(replyTopic)!;
+  }
 
-    const packet = replyOn(topic)!;
+  test('prediction reply on response topic', async () => {
+    const body = { id: 'v5-predict', sequence: UBIQUITIN_HUMAN };
+    const packet = await requestWithResponseTopic(`${TOPIC_ROOT}/request/predict`, body, 'replies/requester-v5/predict', 'correlation-1');
+
     const reply = JSON.parse(packet.payload.toString()) as Reply;
     expect(reply.id).toBe('v5-predict');
     expect(reply.status).toBe('ok');
@@ -65,15 +70,9 @@ describeWithMosquitto('daemon on Mosquitto with MQTT 5', () => {
   });
 
   test('variant reply on response topic', async () => {
-    const topic = 'replies/requester-v5/variants';
-    await requester!.publishAsync(
-      `${TOPIC_ROOT}/request/variants`,
-      JSON.stringify({ id: 'v5-variants', sequence: UBIQUITIN_HUMAN, variants: ['K48R'] }),
-      { qos: 1, properties: { responseTopic: topic, correlationData: Buffer.from('correlation-2') } },
-    );
-    await waitUntil(() => replyOn(topic) !== undefined, 60_000, 'the variant reply');
+    const body = { id: 'v5-variants', sequence: UBIQUITIN_HUMAN, variants: ['K48R'] };
+    const packet = await requestWithResponseTopic(`${TOPIC_ROOT}/request/variants`, body, 'replies/requester-v5/variants', 'correlation-2');
 
-    const packet = replyOn(topic)!;
     const reply = JSON.parse(packet.payload.toString()) as Reply;
     expect(reply.id).toBe('v5-variants');
     expect(reply.status).toBe('ok');
