@@ -67,8 +67,10 @@ export interface PeakMacRate {
  * uint8 × int8 products into each of 16 int32 lanes (64 MACs), and one 512-bit FMA does 16 float32
  * MACs. AMD Zen 4 (family 25 with AVX-512) runs 512-bit instructions as two halves on its 256-bit
  * units (numberworld.org, "Zen5's AVX512 Teardown"), so it completes about one of each per cycle.
- * Intel server cores are assumed to have two 512-bit FMA units. Returns null for a CPU outside
- * this table.
+ * Intel server cores are assumed to have two 512-bit FMA units. Without VNNI, AVX2 needs two
+ * multiplying instructions per 32 int8 MACs (VPMADDUBSW, then VPMADDWD to widen), and cores with two
+ * 256-bit multiply units, as AMD Zen 2 and 3, run one such pair per cycle. Returns null for a CPU
+ * outside this table.
  */
 export function estimatePeakMacRate(cpu: CpuInfo): PeakMacRate | null {
   const has = (flag: string): boolean => cpu.kernelFlags.includes(flag);
@@ -80,6 +82,15 @@ export function estimatePeakMacRate(cpu: CpuInfo): PeakMacRate | null {
   }
   if (has('avx_vnni')) {
     return { int8PerCycle: 64, float32PerCycle: 16, basis: 'two 256-bit units: 2 VPDPBUSD (2 x 32 int8 MACs) and 2 FMA (2 x 8 float32 MACs) per cycle' };
+  }
+  if (has('avx2') && has('fma')) {
+    return {
+      int8PerCycle: 32,
+      float32PerCycle: 16,
+      basis:
+        'AVX2 without VNNI, two 256-bit multiply units (AMD Zen 2 and 3: two FMA and two add pipes, wlog.flatlib.jp vfpbench of Zen 3): ' +
+        'VPMADDUBSW (32 uint8 x int8 products) and VPMADDWD (their sums widened to int32) take one unit each, so 32 int8 MACs per cycle; 2 FMA (2 x 8 float32 MACs)',
+    };
   }
   if (has('asimddp')) {
     return { int8PerCycle: 32, float32PerCycle: 8, basis: 'two 128-bit NEON units: 2 SDOT (2 x 16 int8 MACs) and 2 FMLA (2 x 4 float32 MACs) per cycle' };

@@ -79,6 +79,11 @@ interface WildTypeWindow {
   /** ln p(token | earlier tokens) at each token position the window scores, 0 at the others. */
   logProbabilities: Float64Array;
   scores: WindowScores;
+  /**
+   * Keys and values of every position of the window, one row, kept when variants run after an
+   * exact wild-type past (LLRs only with the prefix cache). Absent otherwise.
+   */
+  present?: PastState;
 }
 
 /** Result of a variant's run over one window. */
@@ -89,9 +94,12 @@ interface WindowResult {
   scores?: WindowScores;
 }
 
-/** Variants whose changes in one window start after the same cached prefix, so they share its past. */
+/** Variants whose changes in one window start after the same past, so they share it. */
 interface RunGroup {
   windowIndex: number;
+  /** Token positions of the window before the run, taken from the wild type. */
+  pastLength: number;
+  /** The cached blocks that hold the past; null when the past is cut from the wild type's present state, or empty. */
   hit: PrefixHit | null;
   members: Array<{ variantIndex: number; ids: number[] }>;
 }
@@ -125,12 +133,16 @@ const DEFAULT_MAX_BATCH_TOKENS = 2048;
  * each variant against the wild type, and optionally the heads' prediction for the variant.
  *
  * The sequence is read in the same windows as a prediction. A window that contains no changed
- * residue scores as in the wild type. A window that does is run again from its first changed
- * token, after the past of the wild type up to the last cached block boundary at or before
- * that token; the wild type's per-position outputs before the boundary are reused, because
- * causal attention makes them independent of later residues. The wild type itself runs block
- * by block and stores each block in the prefix cache. Variants whose changes start after the
- * same boundary run as one batch with the past repeated over its rows.
+ * residue scores as in the wild type. A window that does is run again after a past of the wild
+ * type; the wild type's per-position outputs before it are reused, because causal attention
+ * makes them independent of later residues. The wild type itself runs block by block and stores
+ * each block in the prefix cache.
+ *
+ * With predictions, the past ends at the last cached block boundary at or before the variant's
+ * first changed token, because the pooled heads need the past's state sum, which the cache
+ * holds at block boundaries only. With LLRs only, the past ends right before the first changed
+ * token: it is cut from the wild type's keys and values of the whole window, so no wild-type
+ * position runs again. Variants that share a past run as one batch, the past repeated over its rows.
  */
 export class VariantScorer {
   private readonly tokenizer: Tokenizer;
@@ -158,11 +170,13 @@ export class VariantScorer {
     const stats: ScanStats = { prefixCache: useCache, modelRuns: 0, computedPositions: 0, reusedPositions: 0 };
     const { runner } = this.options;
 
+    // Without the heads' predictions no state sum is needed, so a past can end at any position.
+    const exactPast = useCache && !withPredictions;
     const windows = planWindows(residues.length, runner.maxResidues, runner.windowOverlap);
     const wildType: WildTypeWindow[] = [];
     for (const window of windows) {
       const firstOffsets = variants.map((variant) => firstChangedOffset(variant, window)).filter((offset) => offset !== null);
-      wildType.push(await this.runWildType(residues, window, useCache, firstOffsets, stats));
+      wildType.push(await this.runWildType(residues, window, useCache, exactPast && firstOffsets.length > 0, firstOffsets, stats));
     }
     const wildTypeScores = wildType.map((entry) => entry.scores);
     const wildTypeLogLikelihood = sumLogLikelihood(wildTypeScores);
@@ -183,7 +197,7 @@ export class VariantScorer {
       results[variantIndex] = result;
     };
 
-    const { groups, pending } = this.planGroups(residues, variants, wildType, useCache);
+    const { groups, pending } = this.planGroups(residues, variants, wildType, useCache, exactPast);
     pending.forEach((entry, variantIndex) => {
       if (entry.remainingWindows === 0) finish(variantIndex, entry);
     });
@@ -216,12 +230,14 @@ export class VariantScorer {
    * prefix and runs in chunks up to the window's end, storing each chunk. A chunk ends at each
    * block boundary that a variant starts after: the last boundary at or before the token of
    * one of `firstOffsets`, the variants' first changed residues as offsets in the window. A full
-   * scan needs every boundary, and a few variants need few chunks.
+   * scan needs every boundary, and a few variants need few chunks. With `keepPresent` the
+   * keys and values of the whole window are kept for exact pasts.
    */
   private async runWildType(
     residues: string,
     window: SequenceWindow,
     useCache: boolean,
+    keepPresent: boolean,
     firstOffsets: readonly number[],
     stats: ScanStats,
   ): Promise<WildTypeWindow> {
@@ -258,7 +274,7 @@ export class VariantScorer {
     for (const end of ends) {
       // The present state feeds the next chunk and the cache; the chunk to the window's end needs it only on a boundary.
       const stored = boundaries.includes(end);
-      last = await runner.runTokens([ids.slice(position, end)], past, { present: stored || end < ids.length });
+      last = await runner.runTokens([ids.slice(position, end)], past, { present: stored || end < ids.length || keepPresent });
       stats.modelRuns += 1;
       stats.computedPositions += end - position;
       if (end < ids.length && !last.present) throw new Error('the model returned no present keys and values although it has prefix-cache inputs');
@@ -279,7 +295,12 @@ export class VariantScorer {
       outputs[name] = { dims: [1, ids.length, positionRows[name].length / ids.length], data: positionRows[name] };
     }
     const scores = readWindowScores(postprocess, outputs, [encoded], ids.length)[0];
-    return this.wildTypeWindow(window, encoded, positionRows, scores);
+    const wild = this.wildTypeWindow(window, encoded, positionRows, scores);
+    if (keepPresent) {
+      if (last!.present?.length !== ids.length) throw new Error('the wild type\'s present keys and values do not cover its window');
+      wild.present = last!.present;
+    }
+    return wild;
   }
 
   /** Adds ln p(token | earlier tokens) at every position the window scores, as scoreLanguageModel counts them. */
@@ -299,15 +320,17 @@ export class VariantScorer {
   }
 
   /**
-   * Groups the variants' changed windows by the cached prefix they can start after. A variant
-   * whose substitutions are all synonymous still runs from its first listed position, so it
-   * checks the cached path against the wild type.
+   * Groups the variants' changed windows by the past they can start after: the cached prefix, or
+   * with `exactPast` the wild type up to the first changed token. A variant whose substitutions
+   * are all synonymous still runs from its first listed position, so it checks the cached path
+   * against the wild type.
    */
   private planGroups(
     residues: string,
     variants: readonly Variant[],
     wildType: readonly WildTypeWindow[],
     useCache: boolean,
+    exactPast: boolean,
   ): { groups: RunGroup[]; pending: PendingVariant[] } {
     const { runner, cache } = this.options;
     const groups = new Map<string, RunGroup>();
@@ -323,15 +346,16 @@ export class VariantScorer {
 
         const firstToken = encoded.firstResidueIndex + offset;
         const hitKey = `${windowIndex}:${firstToken}`;
-        if (!hits.has(hitKey)) {
+        if (!exactPast && !hits.has(hitKey)) {
           const hit = useCache && cache ? cache.lookup(runner.modelId, encoded.ids, encoded.firstResidueIndex, firstToken) : null;
           hits.set(hitKey, hit);
         }
         const hit = hits.get(hitKey) ?? null;
-        const groupKey = `${windowIndex}:${hit?.length ?? 0}`;
+        const pastLength = exactPast ? firstToken : (hit?.length ?? 0);
+        const groupKey = `${windowIndex}:${pastLength}`;
         let group = groups.get(groupKey);
         if (!group) {
-          group = { windowIndex, hit, members: [] };
+          group = { windowIndex, pastLength, hit, members: [] };
           groups.set(groupKey, group);
         }
         group.members.push({ variantIndex, ids: this.tokenizer.encodeWindow(changed, window).ids });
@@ -360,10 +384,15 @@ export class VariantScorer {
     let groupPast: { group: RunGroup; past: PastState } | null = null;
 
     const send = (group: RunGroup, members: RunGroup['members']): PendingBatch => {
-      const pastLength = group.hit?.length ?? 0;
+      const { pastLength } = group;
       let past: PastState | undefined;
-      if (group.hit && layout) {
-        if (groupPast?.group !== group) groupPast = { group, past: assemblePast(group.hit.blocks, layout, 1) };
+      if (pastLength > 0 && layout) {
+        if (groupPast?.group !== group) {
+          const groupPastState = group.hit
+            ? assemblePast(group.hit.blocks, layout, 1)
+            : wildTypePast(wildType[group.windowIndex], layout, pastLength);
+          groupPast = { group, past: groupPastState };
+        }
         past = groupPast.past;
       }
       const rows = members.map((member) => member.ids.slice(pastLength));
@@ -378,7 +407,7 @@ export class VariantScorer {
       const { outputs } = await result;
       const wild = wildType[group.windowIndex];
       const tokenCount = wild.encoded.ids.length;
-      const pastLength = group.hit?.length ?? 0;
+      const { pastLength } = group;
       stats.modelRuns += 1;
       stats.computedPositions += members.length * (tokenCount - pastLength);
       stats.reusedPositions += members.length * pastLength;
@@ -397,7 +426,9 @@ export class VariantScorer {
     for (const group of groups) {
       // The past counts, because every row keeps its own copy of the past's keys and values.
       const runTokens = wildType[group.windowIndex].encoded.ids.length;
-      const rowsPerRun = Math.max(1, Math.min(this.maxBatchRows, Math.floor(this.maxBatchTokens / runTokens)));
+      const maxRows = Math.max(1, Math.min(this.maxBatchRows, Math.floor(this.maxBatchTokens / runTokens)));
+      // Rows spread evenly over the runs a group needs: 19 variants in runs of at most 6 go as 5, 5, 5 and 4, not 6, 6, 6 and 1.
+      const rowsPerRun = Math.ceil(group.members.length / Math.ceil(group.members.length / maxRows));
       for (let first = 0; first < group.members.length; first += rowsPerRun) {
         inFlight.push(send(group, group.members.slice(first, first + rowsPerRun)));
         if (inFlight.length >= PIPELINE_DEPTH) await receive(inFlight.shift()!);
@@ -450,6 +481,18 @@ function concat(parts: readonly Float32Array[]): Float32Array {
     offset += part.length;
   }
   return out;
+}
+
+/**
+ * Returns the wild type's keys and values of the first `length` positions of its window, one
+ * row. The state sum of that past would need the final states up to `length`, which no output
+ * holds, so it is NaN: runs after this past are read for per-position outputs only, and a
+ * pooled output computed from it would be NaN rather than silently wrong.
+ */
+function wildTypePast(wildType: WildTypeWindow, layout: PastLayout, length: number): PastState {
+  if (!wildType.present) throw new Error('the wild type kept no keys and values for an exact past');
+  const block = sliceBlock(wildType.present, layout, 0, 0, length, {});
+  return { length, keys: block.keys, values: block.values, stateSum: new Float32Array(layout.dModel).fill(Number.NaN) };
 }
 
 /** Returns the offset in the window of the variant's first substitution inside it, or null when none lies inside. */

@@ -125,6 +125,30 @@ describe('variant scorer on the smoke model', () => {
     expect(scan.stats.reusedPositions).toBe(2 * (1 + 48));
   });
 
+  test('LLRs only: variants start right after the wild type up to their first changed token', async () => {
+    const variants = variantsOf(LYSOZYME_CHICK, ['N62G', 'N62A', 'K19A:N62G']);
+    const cached = await scorer.score(LYSOZYME_CHICK, variants, { prefixCache: true, predictions: false });
+    const uncached = await scorer.score(LYSOZYME_CHICK, variants, { prefixCache: false, predictions: false });
+
+    // Token 0 is <bos>, so residue r is token r, and a variant reuses the r tokens before it.
+    // The wild type runs to the block boundaries at tokens 17 and 49 and then to its end; the
+    // variants follow in two groups, one per first changed residue (62 and 19).
+    expect(cached.stats.modelRuns).toBe(3 + 2);
+    expect(cached.stats.reusedPositions).toBe(62 + 62 + 19);
+    expect(maxLlrDifference(cached, uncached)).toBeLessThan(LLR_TOLERANCE);
+    expect(cached.variants.every((variant) => variant.prediction === undefined)).toBe(true);
+  });
+
+  test('with predictions the past ends at a block boundary and LLRs still agree', async () => {
+    const variants = variantsOf(LYSOZYME_CHICK, ['N62G', 'N62A']);
+    const cached = await scorer.score(LYSOZYME_CHICK, variants, { prefixCache: true, predictions: true });
+    const uncached = await scorer.score(LYSOZYME_CHICK, variants, { prefixCache: false, predictions: false });
+
+    expect(cached.stats.reusedPositions).toBe(2 * 49);
+    expect(maxLlrDifference(cached, uncached)).toBeLessThan(LLR_TOLERANCE);
+    for (const variant of cached.variants) expect(Number.isFinite(variant.prediction!.localization.top[0].score)).toBe(true);
+  });
+
   test('two-window sequence agrees with and without the cache', async () => {
     // 350 lies in both windows (the second starts at residue 190), 600 only in the second.
     const substitute = (position: number, to: string): string => `${TWO_WINDOW_PROTEIN[position - 1]}${position}${to}`;
