@@ -17,7 +17,8 @@ export interface EngineVariant {
   env?: Record<string, string>;
 }
 
-function runStage(request: StageRequest, env: Record<string, string> = {}): StageResult {
+/** Runs one stage in a fresh Node process started like the daemon, and returns its figures. */
+export function runStage(request: StageRequest, env: Record<string, string> = {}): StageResult {
   const script = path.join(__dirname, 'memory-stage.js');
   const result = spawnSync(process.execPath, ['--expose-gc', ...DAEMON_NODE_FLAGS, script, JSON.stringify(request)], {
     encoding: 'utf8',
