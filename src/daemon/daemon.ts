@@ -3,6 +3,7 @@ import type { ResolvedConfig } from '../config/load';
 import type { Logger } from '../log';
 import type { PredictOptions } from '../contracts/prediction';
 import { buildTopics, type Topics } from '../contracts/topics';
+import { oversizedReplacement } from '../mqtt/oversized';
 import { Store } from '../store/store';
 import { InferenceEngine } from '../inference/engine';
 import { EmbeddedBroker, isBrokerListening } from '../mqtt/broker';
@@ -212,6 +213,7 @@ export class Daemon {
       maxPerSecond: config.mqtt.outboxMaxPerSecond,
       batchSize: 50,
       maxPayloadBytes: config.mqtt.maxPublishBytes,
+      replaceOversized: (row, bytes, limit) => oversizedReplacement(row, bytes, limit, topics, (jobId) => store.jobRecordIndex(jobId)),
     });
     publisher.start();
     const startedPublisher = publisher;

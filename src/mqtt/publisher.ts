@@ -6,6 +6,8 @@ export interface OutboxStore {
   /** Returns up to `limit` rows, oldest first. */
   peekOutbox(limit: number): OutboxRow[];
   deleteOutbox(id: number): void;
+  /** Rewrites row `id` with `message`, keeping its place in the queue. */
+  replaceOutbox(id: number, message: OutboxMessage): void;
   countOutbox(): number;
 }
 
@@ -25,10 +27,13 @@ export interface OutboxPublisherOptions {
   /** Rows read from the outbox per query. */
   batchSize: number;
   /**
-   * Largest payload published, in bytes (mqtt.maxPublishBytes). A larger row is deleted with an
-   * error log, because the broker would close the connection on it and the outbox would stall.
+   * Largest payload published, in bytes (mqtt.maxPublishBytes). The broker would close the
+   * connection on a larger row and the outbox would stall, so such a row is rewritten with the
+   * message of `replaceOversized`, or deleted with an error log when there is none.
    */
   maxPayloadBytes?: number;
+  /** Returns the message that stands in for an oversized row (see oversizedReplacement), or null to drop the row. */
+  replaceOversized?: (row: OutboxRow, bytes: number, limit: number) => OutboxMessage | null;
   /** Monotonic time in ms, for the rate limit. */
   now?: () => number;
 }
@@ -99,19 +104,38 @@ export class OutboxPublisher {
     } while (this.drainRequested && this.running);
   }
 
-  /** Deletes a row whose payload exceeds maxPayloadBytes and returns true; returns false for every other row. */
-  private dropIfTooLarge(row: OutboxRow): boolean {
+  /**
+   * Returns the row to publish: `row` itself when it fits maxPayloadBytes, the row rewritten in
+   * the store with its replacement, or null when the row was deleted (or could not be changed
+   * and is skipped).
+   */
+  private fitToLimit(row: OutboxRow): OutboxRow | null {
     const limit = this.options.maxPayloadBytes;
-    if (limit === undefined) return false;
+    if (limit === undefined) return row;
     const bytes = Buffer.byteLength(row.payload);
-    if (bytes <= limit) return false;
-    this.logger.error({ outboxId: row.id, topic: row.topic, bytes, maxPublishBytes: limit }, 'outbox message larger than mqtt.maxPublishBytes deleted unpublished');
+    if (bytes <= limit) return row;
+
+    let replacement: OutboxMessage | null = null;
     try {
+      replacement = this.options.replaceOversized?.(row, bytes, limit) ?? null;
+    } catch (err) {
+      this.logger.error({ err, outboxId: row.id }, 'failed to build the stand-in of an oversized outbox message');
+    }
+    try {
+      if (replacement && Buffer.byteLength(replacement.payload) <= limit) {
+        this.options.store.replaceOutbox(row.id, replacement);
+        this.logger.warn(
+          { outboxId: row.id, topic: row.topic, bytes, maxPublishBytes: limit, replacementTopic: replacement.topic },
+          'outbox message larger than mqtt.maxPublishBytes replaced by a REPLY_TOO_LARGE error',
+        );
+        return { ...row, ...replacement };
+      }
+      this.logger.error({ outboxId: row.id, topic: row.topic, bytes, maxPublishBytes: limit }, 'outbox message larger than mqtt.maxPublishBytes deleted unpublished');
       this.options.store.deleteOutbox(row.id);
     } catch (err) {
-      this.logger.error({ err, outboxId: row.id }, 'failed to delete an oversized outbox row; it is skipped');
+      this.logger.error({ err, outboxId: row.id }, 'failed to replace or delete an oversized outbox row; it is skipped');
     }
-    return true;
+    return null;
   }
 
   /** Publishes rows until the outbox is empty, the connection is lost or a publish fails. */
@@ -129,8 +153,9 @@ export class OutboxPublisher {
       }
       if (rows.length === 0) return sent;
 
-      for (const row of rows) {
-        if (this.dropIfTooLarge(row)) continue;
+      for (const peeked of rows) {
+        const row = this.fitToLimit(peeked);
+        if (!row) continue;
         await this.waitForRate();
         if (!this.running || !connection.isConnected()) return sent;
 

@@ -154,6 +154,11 @@ export function prepareStatements(db: Database.Database) {
     ),
     peekOutbox: db.prepare<[number], OutboxRecord>('SELECT * FROM outbox ORDER BY id LIMIT ?'),
     deleteOutbox: db.prepare<[number]>('DELETE FROM outbox WHERE id = ?'),
+    replaceOutbox: db.prepare<[Pick<OutboxRecord, 'id' | 'topic' | 'payload' | 'qos' | 'retain' | 'correlation_data'>]>(
+      `UPDATE outbox SET topic = @topic, payload = @payload, qos = @qos, retain = @retain, correlation_data = @correlation_data
+       WHERE id = @id`,
+    ),
+    jobRecordIndex: db.prepare<[number], number>('SELECT record_index FROM jobs WHERE id = ?').pluck(),
     countOutbox: db.prepare<[], number>('SELECT count(*) FROM outbox').pluck(),
     trimOutbox: db.prepare<[number]>('DELETE FROM outbox WHERE id NOT IN (SELECT id FROM outbox ORDER BY id DESC LIMIT ?)'),
     // Ids are unique integers between min(id) and max(id), so the span bounds the row count and

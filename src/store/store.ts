@@ -505,6 +505,23 @@ export class Store {
     this.requireOpen().statements.deleteOutbox.run(id);
   }
 
+  /** Rewrites outbox row `id` with `message`; its place in the queue stays. */
+  replaceOutbox(id: number, message: OutboxMessage): void {
+    this.requireOpen().statements.replaceOutbox.run({
+      id,
+      topic: message.topic,
+      payload: message.payload,
+      qos: message.qos,
+      retain: message.retain ? 1 : 0,
+      correlation_data: message.correlationData ?? null,
+    });
+  }
+
+  /** Returns the index of job `jobId`'s record in its input, or null when there is no such job. */
+  jobRecordIndex(jobId: number): number | null {
+    return this.requireOpen().statements.jobRecordIndex.get(jobId) ?? null;
+  }
+
   countOutbox(): number {
     return this.requireOpen().statements.countOutbox.get() ?? 0;
   }

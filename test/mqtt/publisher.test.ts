@@ -55,6 +55,12 @@ class SqliteOutbox implements OutboxStore {
     this.db.prepare('DELETE FROM outbox WHERE id = ?').run(id);
   }
 
+  replaceOutbox(id: number, message: OutboxMessage): void {
+    this.db
+      .prepare('UPDATE outbox SET topic = ?, payload = ?, qos = ?, retain = ? WHERE id = ?')
+      .run(message.topic, message.payload, message.qos, message.retain ? 1 : 0, id);
+  }
+
   countOutbox(): number {
     return (this.db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
   }
@@ -67,13 +73,13 @@ describe('OutboxPublisher', () => {
   let brokerPort: number;
   let connection: MqttConnection;
   let publisher: OutboxPublisher | null;
-  /** Predictions the broker accepted, with whether their row still existed at that moment. */
-  let accepted: Array<{ payload: string; rowStillStored: boolean }>;
+  /** Predictions and errors the broker accepted, with whether their row still existed at that moment. */
+  let accepted: Array<{ topic: string; payload: string; rowStillStored: boolean }>;
 
   const onPublish = (message: BrokerPublish): void => {
-    if (message.topic !== topics.predictions) return;
+    if (message.topic !== topics.predictions && message.topic !== topics.errors) return;
     const payload = message.payload.toString();
-    accepted.push({ payload, rowStillStored: outbox.has(payload) });
+    accepted.push({ topic: message.topic, payload, rowStillStored: outbox.has(payload) });
   };
 
   beforeEach(async () => {
@@ -102,7 +108,11 @@ describe('OutboxPublisher', () => {
     fs.rmSync(folder, { recursive: true, force: true });
   });
 
-  function createPublisher(target: OutboxConnection = connection, maxPayloadBytes?: number): OutboxPublisher {
+  function createPublisher(
+    target: OutboxConnection = connection,
+    maxPayloadBytes?: number,
+    replaceOversized?: (row: OutboxRow, bytes: number, limit: number) => OutboxMessage | null,
+  ): OutboxPublisher {
     return new OutboxPublisher({
       store: outbox,
       connection: target,
@@ -110,6 +120,7 @@ describe('OutboxPublisher', () => {
       maxPerSecond: 1000,
       batchSize: 2,
       ...(maxPayloadBytes === undefined ? {} : { maxPayloadBytes }),
+      ...(replaceOversized ? { replaceOversized } : {}),
     });
   }
 
@@ -132,6 +143,33 @@ describe('OutboxPublisher', () => {
 
     await waitFor(() => outbox.countOutbox() === 0, 'an empty outbox');
     expect(accepted.map((entry) => entry.payload)).toEqual(['small-1', 'small-2']);
+  });
+
+  test('oversized row replaced in its place by the stand-in message', async () => {
+    outbox.insert('small-1');
+    outbox.insert('x'.repeat(2000));
+    outbox.insert('small-2');
+    const seen: Array<{ bytes: number; limit: number }> = [];
+    publisher = createPublisher(connection, 1000, (row, bytes, limit) => {
+      seen.push({ bytes, limit });
+      return { topic: topics.errors, payload: `too large: row ${row.id}`, qos: 1, retain: false };
+    });
+    publisher.start();
+
+    await waitFor(() => outbox.countOutbox() === 0, 'an empty outbox');
+    expect(accepted.map((entry) => entry.payload)).toEqual(['small-1', 'too large: row 2', 'small-2']);
+    expect(accepted[1].topic).toBe(topics.errors);
+    expect(seen).toEqual([{ bytes: 2000, limit: 1000 }]);
+  });
+
+  test('a stand-in that is itself too large is not sent', async () => {
+    outbox.insert('x'.repeat(2000));
+    outbox.insert('small-1');
+    publisher = createPublisher(connection, 1000, () => ({ topic: topics.errors, payload: 'y'.repeat(1001), qos: 1, retain: false }));
+    publisher.start();
+
+    await waitFor(() => outbox.countOutbox() === 0, 'an empty outbox');
+    expect(accepted.map((entry) => entry.payload)).toEqual(['small-1']);
   });
 
   test('notify sends rows committed later', async () => {

@@ -1,4 +1,4 @@
-import { createStoreFixture, mqttInput, publication, type StoreFixture } from './fixtures';
+import { createStoreFixture, mqttInput, newJob, publication, type StoreFixture } from './fixtures';
 
 describe('Store outbox and telemetry', () => {
   let fixture: StoreFixture;
@@ -38,6 +38,26 @@ describe('Store outbox and telemetry', () => {
 
     expect(store.countOutbox()).toBe(1);
     expect(store.peekOutbox(10).map((row) => row.payload)).toEqual(['second']);
+  });
+
+  test('replaceOutbox rewrites a row in its place', () => {
+    const { store } = fixture;
+    store.enqueueInput(mqttInput('a'), [], [], [publication('t/1', 'first'), publication('t/2', 'second')]);
+    const [first] = store.peekOutbox(1);
+
+    store.replaceOutbox(first.id, { topic: 'errors', payload: 'stand-in', qos: 0, retain: true, correlationData: 'AQID' });
+
+    const rows = store.peekOutbox(10);
+    expect(rows.map((row) => row.payload)).toEqual(['stand-in', 'second']);
+    expect(rows[0]).toMatchObject({ id: first.id, topic: 'errors', qos: 0, retain: true, correlationData: 'AQID', createdAt: first.createdAt });
+  });
+
+  test('jobRecordIndex gives the index of a job\'s record in its input', () => {
+    const { store } = fixture;
+    const { jobIds } = store.enqueueInput(mqttInput('a'), [newJob(0, 'MKV'), newJob(4, 'MKW')], [], []);
+
+    expect(jobIds.map((jobId) => store.jobRecordIndex(jobId))).toEqual([0, 4]);
+    expect(store.jobRecordIndex(Math.max(...jobIds) + 1)).toBeNull();
   });
 
   test('trimOutbox keeps the newest rows', () => {
