@@ -88,14 +88,14 @@ function ownedOutput(results: InferenceSession.OnnxValueMapType, name: string): 
   return { dims: [...value.dims], data: new Float32Array(value.data as Float32Array) };
 }
 
+/** Output names of the present state: every layer's keys, then its values, then the state sum. */
+function presentNames(cache: PrefixCacheNames): string[] {
+  return [...cache.presentKeys, ...cache.presentValues, cache.stateSum];
+}
+
 /** Names the worker fetches for `request`: the heads, then the present state when asked for. */
 function fetchedNames(init: WorkerInit, request: RunRequest): string[] {
-  const names = [...init.outputNames];
-  if (init.prefixCache && request.fetchPresent) {
-    const { presentKeys, presentValues, stateSum } = init.prefixCache;
-    names.push(...presentKeys, ...presentValues, stateSum);
-  }
-  return names;
+  return init.prefixCache && request.fetchPresent ? [...init.outputNames, ...presentNames(init.prefixCache)] : [...init.outputNames];
 }
 
 async function runBatch(session: InferenceSession, init: WorkerInit, request: RunRequest): Promise<RunResult> {
@@ -184,8 +184,7 @@ async function runInParts(
   }
 
   const outputNames = fetchedNames(init, request);
-  const presentNames = [...cache.presentKeys, ...cache.presentValues, cache.stateSum];
-  const partNames = [...new Set([...init.outputNames, ...presentNames])];
+  const partNames = [...new Set([...init.outputNames, ...presentNames(cache)])];
   let past = pastFeeds(cache, batchSize, request.past, request.sharedPast);
   const parts: Array<{ width: number; results: InferenceSession.OnnxValueMapType }> = [];
   let runMs = 0;
