@@ -17,7 +17,7 @@ describe('deploy/config.example.yaml', () => {
   const defaults = configSchema.parse({}) as unknown;
   const settings = envBindings(configSchema).map((binding) => binding.path);
 
-  test('lists every setting of the schema, those without a fixed default as a commented example', () => {
+  test('every setting of the schema', () => {
     const missing = settings
       .filter((keys) => {
         if (valueAt(example, keys) !== undefined) return false;
@@ -29,7 +29,7 @@ describe('deploy/config.example.yaml', () => {
     expect(missing).toEqual([]);
   });
 
-  test('shows each setting with its default', () => {
+  test('the default of each setting', () => {
     const differing = settings
       .filter((keys) => valueAt(example, keys) !== undefined && valueAt(defaults, keys) !== undefined)
       .filter((keys) => JSON.stringify(valueAt(example, keys)) !== JSON.stringify(valueAt(defaults, keys)))
@@ -37,7 +37,7 @@ describe('deploy/config.example.yaml', () => {
     expect(differing).toEqual([]);
   });
 
-  test('is a valid configuration', () => {
+  test('valid configuration', () => {
     expect(configSchema.safeParse(example).success).toBe(true);
   });
 });
