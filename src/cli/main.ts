@@ -30,6 +30,7 @@ Options:
       --all                variants: every single substitution (19 per residue)
       --no-prefix-cache    variants: run every variant from the start instead of after cached keys and values
       --json               variants: print the whole reply as JSON, with each variant's predictions
+      --no-predictions     variants: with --json, leave out each variant's predictions (LLRs only, faster)
   -h, --help               show this help
   -v, --version            print the version
 
@@ -56,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
         variant: { type: 'string', multiple: true },
         all: { type: 'boolean' },
         'no-prefix-cache': { type: 'boolean' },
+        'no-predictions': { type: 'boolean' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
@@ -114,6 +116,7 @@ async function main(argv: string[]): Promise<number> {
         all: values.all === true,
         prefixCache: values['no-prefix-cache'] !== true,
         json: values.json === true,
+        predictions: values.json === true && values['no-predictions'] !== true,
         configFile: values.config,
         modelDir: values.model,
       });

@@ -17,8 +17,10 @@ export interface VariantsCommandOptions {
   variants: string[];
   all: boolean;
   prefixCache: boolean;
-  /** Prints the whole reply as JSON, predictions included, in place of a TSV table of LLRs. */
+  /** Prints the whole reply as JSON in place of a TSV table of LLRs. */
   json: boolean;
+  /** Adds each variant's prediction to the JSON reply; the table never needs them. */
+  predictions: boolean;
   configFile?: string;
   modelDir?: string;
 }
@@ -42,6 +44,15 @@ function printTable(reply: VariantResponse): void {
   const lines = ['variant\tllr\tlogLikelihood'];
   for (const variant of reply.variants ?? []) lines.push(`${variant.variant}\t${variant.llr.toFixed(6)}\t${variant.logLikelihood.toFixed(6)}`);
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** Writes one line on the use of the model and the prefix cache to stderr, so the table on stdout stays plain TSV. */
+function printStats(reply: VariantResponse): void {
+  const { stats } = reply;
+  if (!stats) return;
+  const positions = stats.computedPositions + stats.reusedPositions;
+  const cache = stats.prefixCache ? `prefix cache on, ${stats.reusedPositions} of ${positions} token positions reused` : 'prefix cache off';
+  process.stderr.write(`bitnet-edge: ${reply.variants?.length ?? 0} variants in ${reply.latencyMs} ms, ${stats.modelRuns} model runs, ${cache}\n`);
 }
 
 /**
@@ -71,7 +82,7 @@ export async function runVariants(options: VariantsCommandOptions): Promise<numb
   }
 
   const parsed = parseVariantRequest(
-    { id: record.id, sequence: record.sequence, variants: options.all ? 'all' : options.variants, options: { prefixCache: options.prefixCache, predictions: options.json } },
+    { id: record.id, sequence: record.sequence, variants: options.all ? 'all' : options.variants, options: { prefixCache: options.prefixCache, predictions: options.json && options.predictions } },
     { minLength: config.sequence.minLength, maxVariants: config.variants.maxVariants },
   );
 
@@ -94,7 +105,10 @@ export async function runVariants(options: VariantsCommandOptions): Promise<numb
   }
 
   if (options.json) process.stdout.write(`${JSON.stringify(reply, null, 2)}\n`);
-  else if (reply.status === 'ok') printTable(reply);
+  else if (reply.status === 'ok') {
+    printTable(reply);
+    printStats(reply);
+  }
   for (const error of reply.errors) process.stderr.write(`bitnet-edge: ${error.code}: ${error.message}\n`);
   return reply.status === 'ok' ? 0 : 1;
 }
