@@ -269,12 +269,14 @@ export class VariantRequestIntake {
     const stored = target.id === undefined ? 'it is stored in the variant_requests table' : `it is stored in variant_requests row ${target.id}`;
     const message = `the reply is ${bytes} bytes, larger than mqtt.maxPublishBytes (${limit}); ${stored}. Request fewer variants or "options": {"predictions": false}`;
     this.log.warn({ requestId: target.requestId, variantRequest: target.id, bytes, maxPublishBytes: limit }, 'variant reply too large to publish, error reply sent instead');
+    // The error reply keeps the scan's latency; parsing the large reply happens only on this path.
+    const { latencyMs } = JSON.parse(payload) as Pick<VariantResponse, 'latencyMs'>;
     const reply: VariantResponse = {
       schemaVersion: PAYLOAD_SCHEMA_VERSION,
       id: target.requestId,
       status: 'error',
       errors: [{ recordId: target.requestId ?? 'request', recordIndex: 0, code: 'REPLY_TOO_LARGE', message }],
-      latencyMs: 0,
+      latencyMs,
     };
     return JSON.stringify(reply);
   }

@@ -146,6 +146,8 @@ describe('VariantRequestIntake', () => {
     expect(published.status).toBe('error');
     expect(published.errors[0].code).toBe('REPLY_TOO_LARGE');
     expect(published.errors[0].message).toContain(`${Buffer.byteLength(stored.reply!)} bytes`);
+    expect(published.latencyMs).toBeGreaterThan(0);
+    expect(published.latencyMs).toBe((JSON.parse(stored.reply!) as VariantResponse).latencyMs);
 
     await intake.handle(request(body, { messageId: 2 }));
     const repeated = JSON.parse(outboxOn(topics.variantsResponse)[1]) as VariantResponse;
