@@ -97,11 +97,11 @@ async function printThroughputAndMemory(modelDir: string, repoRoot: string): Pro
 
   const defaults = { intraOpThreads: 0 };
   const base = { modelDir, proteinsFile, batchSize: PROCESSOR_BATCH_SIZE };
+  const runDaemon = async (): Promise<DaemonRunFigures> =>
+    measureDaemonRun({ mainScript, modelDir, port: await freePort(), proteinsFile, proteins: proteins.length });
+  const runModel = (): number => runStage({ ...base, stage: 'inference', engine: defaults }).inferenceSeconds!;
   const rounds: Array<{ daemon: DaemonRunFigures; modelSeconds: number; load: string }> = [];
   for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
-    const runDaemon = async (): Promise<DaemonRunFigures> =>
-      measureDaemonRun({ mainScript, modelDir, port: await freePort(), proteinsFile, proteins: proteins.length });
-    const runModel = (): number => runStage({ ...base, stage: 'inference', engine: defaults }).inferenceSeconds!;
     let daemonRun: DaemonRunFigures;
     let modelSeconds: number;
     if (round % 2 === 0) {

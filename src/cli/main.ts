@@ -116,7 +116,7 @@ async function main(argv: string[]): Promise<number> {
         all: values.all === true,
         prefixCache: values['no-prefix-cache'] !== true,
         json: values.json === true,
-        predictions: values.json === true && values['no-predictions'] !== true,
+        predictions: values['no-predictions'] !== true,
         configFile: values.config,
         modelDir: values.model,
       });

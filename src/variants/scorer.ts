@@ -99,7 +99,7 @@ interface RunGroup {
   windowIndex: number;
   /** Token positions of the window before the run, taken from the wild type. */
   pastLength: number;
-  /** The cached blocks that hold the past; null when the past is cut from the wild type's present state, or empty. */
+  /** The cached blocks that contain the past; null when the past is cut from the wild type's present state, or empty. */
   hit: PrefixHit | null;
   members: Array<{ variantIndex: number; ids: number[] }>;
 }
@@ -134,14 +134,14 @@ const DEFAULT_MAX_BATCH_TOKENS = 2048;
  *
  * The sequence is read in the same windows as a prediction. A window that contains no changed
  * residue scores as in the wild type. A window that does is run again after a past of the wild
- * type; the wild type's per-position outputs before it are reused, because causal attention
- * makes them independent of later residues. The wild type itself runs block by block and stores
- * each block in the prefix cache.
+ * type. The wild type's per-position outputs before that past's end are reused, because causal
+ * attention makes them independent of later residues. The wild type itself runs block by block
+ * and stores each block in the prefix cache.
  *
  * With predictions, the past ends at the last cached block boundary at or before the variant's
  * first changed token, because the pooled heads need the past's state sum, which the cache
  * holds at block boundaries only. With LLRs only, the past ends right before the first changed
- * token: it is cut from the wild type's keys and values of the whole window, so no wild-type
+ * token. It is cut from the wild type's keys and values of the whole window, so no wild-type
  * position runs again. Variants that share a past run as one batch, the past repeated over its rows.
  */
 export class VariantScorer {
@@ -297,7 +297,9 @@ export class VariantScorer {
     const scores = readWindowScores(postprocess, outputs, [encoded], ids.length)[0];
     const wild = this.wildTypeWindow(window, encoded, positionRows, scores);
     if (keepPresent) {
-      if (last!.present?.length !== ids.length) throw new Error('the wild type\'s present keys and values do not cover its window');
+      if (last!.present?.length !== ids.length) {
+        throw new Error(`the wild type's present state has ${last!.present?.length ?? 0} positions, expected the window's ${ids.length}`);
+      }
       wild.present = last!.present;
     }
     return wild;
@@ -345,12 +347,12 @@ export class VariantScorer {
         if (offset === null) return;
 
         const firstToken = encoded.firstResidueIndex + offset;
-        const hitKey = `${windowIndex}:${firstToken}`;
-        if (!exactPast && !hits.has(hitKey)) {
-          const hit = useCache && cache ? cache.lookup(runner.modelId, encoded.ids, encoded.firstResidueIndex, firstToken) : null;
-          hits.set(hitKey, hit);
+        let hit: PrefixHit | null = null;
+        if (useCache && cache && !exactPast) {
+          const hitKey = `${windowIndex}:${firstToken}`;
+          if (!hits.has(hitKey)) hits.set(hitKey, cache.lookup(runner.modelId, encoded.ids, encoded.firstResidueIndex, firstToken));
+          hit = hits.get(hitKey) ?? null;
         }
-        const hit = hits.get(hitKey) ?? null;
         const pastLength = exactPast ? firstToken : (hit?.length ?? 0);
         const groupKey = `${windowIndex}:${pastLength}`;
         let group = groups.get(groupKey);
@@ -485,12 +487,12 @@ function concat(parts: readonly Float32Array[]): Float32Array {
 
 /**
  * Returns the wild type's keys and values of the first `length` positions of its window, one
- * row. The state sum of that past would need the final states up to `length`, which no output
- * holds, so it is NaN: runs after this past are read for per-position outputs only, and a
- * pooled output computed from it would be NaN rather than silently wrong.
+ * row. The state sum of that past would need the final states up to `length`, and no output
+ * contains them. So the state sum is NaN. Runs after this past are read for per-position outputs
+ * only, and a pooled output computed from it would be NaN rather than silently wrong.
  */
 function wildTypePast(wildType: WildTypeWindow, layout: PastLayout, length: number): PastState {
-  if (!wildType.present) throw new Error('the wild type kept no keys and values for an exact past');
+  if (!wildType.present) throw new Error('the wild type\'s present state is missing, so no exact past can be cut from it');
   const block = sliceBlock(wildType.present, layout, 0, 0, length, {});
   return { length, keys: block.keys, values: block.values, stateSum: new Float32Array(layout.dModel).fill(Number.NaN) };
 }
