@@ -107,7 +107,7 @@ export async function printVariantScan(modelDir: string, repoRoot: string, load:
   };
   console.log(line('without prefix cache:                    ', totals.uncached));
   console.log(line(`with prefix cache (${BLOCK_RESIDUES}-residue blocks):    `, totals.cached));
-  console.log(`  (the wild type runs and is cached in ${BLOCK_RESIDUES}-residue blocks; each variant runs from its substitution, after the wild type's keys and values up to it)`);
+  console.log(`  (the wild type runs and is cached in ${BLOCK_RESIDUES}-residue blocks; and each variant runs from its substitution after the wild type's keys and values up to it)`);
   const ratio = median(totals.uncached.seconds) / median(totals.cached.seconds);
   const roundRatios = totals.uncached.seconds.map((seconds, round) => (seconds / totals.cached.seconds[round]).toFixed(2));
   console.log(`  ratio of each round: ${roundRatios.join(', ')}`);

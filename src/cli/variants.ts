@@ -19,7 +19,7 @@ export interface VariantsCommandOptions {
   prefixCache: boolean;
   /** Prints the whole reply as JSON in place of a TSV table of LLRs. */
   json: boolean;
-  /** Adds each variant's prediction to the JSON reply; the table never needs them. */
+  /** Adds each variant's prediction to the JSON reply. The table never shows predictions, so it ignores this. */
   predictions: boolean;
   configFile?: string;
   modelDir?: string;

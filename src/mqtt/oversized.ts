@@ -2,9 +2,9 @@ import type { OutboxMessage, OutboxRow } from '../contracts/store';
 import { PAYLOAD_SCHEMA_VERSION, type ErrorMessage, type PredictionMessage, type ResponseMessage, type Topics } from '../contracts/topics';
 
 /**
- * Looks up the index of a job's record in its input, or null when there is no such job. The
- * daemon never deletes jobs, so null only comes from a database edited by hand; the error then
- * gives index 0.
+ * Lookup of the index of a job's record in its input, null when there is no such job. The daemon
+ * never deletes jobs, so null only comes from a database edited by hand, and the error then gives
+ * index 0.
  */
 export type RecordIndexOf = (jobId: number) => number | null;
 
@@ -30,10 +30,11 @@ function isResponseMessage(value: unknown): value is ResponseMessage {
   return isObject(value) && Array.isArray(value.results) && Array.isArray(value.errors) && typeof value.status === 'string';
 }
 
-function tooLargeText(what: string, bytes: number, limit: number, jobIds: number[]): string {
+/** Returns the error text for a `subject` ("reply", "prediction message") of `bytes` bytes over `limit`. */
+function tooLargeText(subject: string, bytes: number, limit: number, jobIds: number[]): string {
   const stored = jobIds.length === 1 ? `job ${jobIds[0]}` : `jobs ${jobIds.join(', ')}`;
   return (
-    `the ${what} is ${bytes} bytes, larger than mqtt.maxPublishBytes (${limit}); the result is stored in the database (${stored}). ` +
+    `the ${subject} is ${bytes} bytes, larger than mqtt.maxPublishBytes (${limit}); the result is stored in the database (${stored}). ` +
     'Ask without "residues", send fewer or shorter sequences, or raise mqtt.maxPublishBytes up to the broker\'s packet limit'
   );
 }
@@ -43,7 +44,7 @@ function tooLargeText(what: string, bytes: number, limit: number, jobIds: number
  * A prediction on the predictions topic becomes a REPLY_TOO_LARGE error on the errors topic. A
  * reply to a request becomes an error reply on the same topic, with the same correlation data. It
  * lists each record's result as REPLY_TOO_LARGE beside the errors the reply already had. Every
- * other row returns null and is dropped; a variant reply is replaced where it is made.
+ * other row returns null and is dropped. A variant reply is replaced before it reaches the outbox.
  */
 export function oversizedReplacement(
   row: OutboxRow,

@@ -32,7 +32,7 @@ export interface OutboxPublisherOptions {
    * message of `replaceOversized`, or deleted with an error log when there is none.
    */
   maxPayloadBytes?: number;
-  /** Returns the message that stands in for an oversized row (see oversizedReplacement), or null to drop the row. */
+  /** Returns the message that replaces an oversized row (see oversizedReplacement), or null to drop the row. */
   replaceOversized?: (row: OutboxRow, bytes: number, limit: number) => OutboxMessage | null;
   /** Monotonic time in ms, for the rate limit. */
   now?: () => number;
@@ -119,7 +119,7 @@ export class OutboxPublisher {
     try {
       replacement = this.options.replaceOversized?.(row, bytes, limit) ?? null;
     } catch (err) {
-      this.logger.error({ err, outboxId: row.id }, 'failed to build the stand-in of an oversized outbox message');
+      this.logger.error({ err, outboxId: row.id }, 'failed to build the replacement of an oversized outbox message');
     }
     try {
       if (replacement && Buffer.byteLength(replacement.payload) <= limit) {
@@ -133,7 +133,7 @@ export class OutboxPublisher {
       this.logger.error({ outboxId: row.id, topic: row.topic, bytes, maxPublishBytes: limit }, 'outbox message larger than mqtt.maxPublishBytes deleted unpublished');
       this.options.store.deleteOutbox(row.id);
     } catch (err) {
-      this.logger.error({ err, outboxId: row.id }, 'failed to replace or delete an oversized outbox row; it is skipped');
+      this.logger.error({ err, outboxId: row.id }, 'failed to replace or delete an oversized outbox row, so it is skipped');
     }
     return null;
   }

@@ -505,7 +505,7 @@ export class Store {
     this.requireOpen().statements.deleteOutbox.run(id);
   }
 
-  /** Rewrites outbox row `id` with `message`; its place in the queue stays. */
+  /** Rewrites outbox row `id` with `message`, keeping its place in the queue. */
   replaceOutbox(id: number, message: OutboxMessage): void {
     this.requireOpen().statements.replaceOutbox.run({
       id,

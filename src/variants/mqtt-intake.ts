@@ -269,7 +269,7 @@ export class VariantRequestIntake {
     const stored = target.id === undefined ? 'it is stored in the variant_requests table' : `it is stored in variant_requests row ${target.id}`;
     const message = `the reply is ${bytes} bytes, larger than mqtt.maxPublishBytes (${limit}); ${stored}. Request fewer variants or "options": {"predictions": false}`;
     this.log.warn({ requestId: target.requestId, variantRequest: target.id, bytes, maxPublishBytes: limit }, 'variant reply too large to publish, error reply sent instead');
-    // The error reply keeps the scan's latency; parsing the large reply happens only on this path.
+    // The error reply keeps the scan's latency. Only this rare path parses the large reply.
     const { latencyMs } = JSON.parse(payload) as Pick<VariantResponse, 'latencyMs'>;
     const reply: VariantResponse = {
       schemaVersion: PAYLOAD_SCHEMA_VERSION,

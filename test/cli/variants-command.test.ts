@@ -23,7 +23,7 @@ function variants(...args: string[]): { status: number | null; stdout: string; s
 }
 
 describe('bitnet-edge variants', () => {
-  test('table on stdout, use of the prefix cache on stderr', () => {
+  test('table with stats line', () => {
     const { status, stdout, stderr } = variants();
 
     expect(status).toBe(0);
@@ -34,7 +34,7 @@ describe('bitnet-edge variants', () => {
     expect(stderr).toMatch(/2 variants in \d+ ms, \d+ model runs, prefix cache on, 124 of \d+ token positions reused/);
   });
 
-  test('--json --no-predictions gives the LLR-only reply with its stats', () => {
+  test('JSON without predictions', () => {
     const { status, stdout } = variants('--json', '--no-predictions');
     const reply = JSON.parse(stdout) as VariantsReply;
 
@@ -43,7 +43,7 @@ describe('bitnet-edge variants', () => {
     expect(reply.stats.reusedPositions).toBe(48 + 76);
   });
 
-  test('--json adds predictions, so the past ends at block boundaries', () => {
+  test('JSON with predictions', () => {
     const { status, stdout } = variants('--json');
     const reply = JSON.parse(stdout) as VariantsReply;
     const llrOnly = JSON.parse(variants('--json', '--no-predictions').stdout) as VariantsReply;
@@ -55,7 +55,7 @@ describe('bitnet-edge variants', () => {
     reply.variants.forEach((variant, index) => expect(Math.abs(variant.llr - llrOnly.variants[index].llr)).toBeLessThan(1e-4));
   });
 
-  test('--no-prefix-cache says so', () => {
+  test('prefix cache off', () => {
     const { status, stderr } = variants('--no-prefix-cache');
 
     expect(status).toBe(0);

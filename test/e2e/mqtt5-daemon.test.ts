@@ -59,24 +59,16 @@ describeWithMosquitto('daemon on Mosquitto with MQTT 5', () => {
     return replyOn(replyTopic)!;
   }
 
-  test('prediction reply on response topic', async () => {
-    const body = { id: 'v5-predict', sequence: UBIQUITIN_HUMAN };
-    const packet = await requestWithResponseTopic(`${TOPIC_ROOT}/request/predict`, body, 'replies/requester-v5/predict', 'correlation-1');
+  test.each([
+    ['prediction', 'predict', { id: 'v5-predict', sequence: UBIQUITIN_HUMAN }, 'correlation-1'],
+    ['variant', 'variants', { id: 'v5-variants', sequence: UBIQUITIN_HUMAN, variants: ['K48R'] }, 'correlation-2'],
+  ])('%s reply on response topic', async (_kind, endpoint, body, correlation) => {
+    const packet = await requestWithResponseTopic(`${TOPIC_ROOT}/request/${endpoint}`, body, `replies/requester-v5/${endpoint}`, correlation);
 
     const reply = JSON.parse(packet.payload.toString()) as Reply;
-    expect(reply.id).toBe('v5-predict');
+    expect(reply.id).toBe(body.id);
     expect(reply.status).toBe('ok');
-    expect(packet.properties?.correlationData?.toString()).toBe('correlation-1');
-  });
-
-  test('variant reply on response topic', async () => {
-    const body = { id: 'v5-variants', sequence: UBIQUITIN_HUMAN, variants: ['K48R'] };
-    const packet = await requestWithResponseTopic(`${TOPIC_ROOT}/request/variants`, body, 'replies/requester-v5/variants', 'correlation-2');
-
-    const reply = JSON.parse(packet.payload.toString()) as Reply;
-    expect(reply.id).toBe('v5-variants');
-    expect(reply.status).toBe('ok');
-    expect(packet.properties?.correlationData?.toString()).toBe('correlation-2');
+    expect(packet.properties?.correlationData?.toString()).toBe(correlation);
   });
 
   test('daemon stops cleanly', async () => {

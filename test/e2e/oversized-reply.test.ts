@@ -4,8 +4,8 @@ import { DaemonHarness } from '../support/daemon-harness';
 import { UBIQUITIN_HUMAN } from '../support/proteins';
 
 /**
- * Small enough that ubiquitin's prediction with per-residue output (about 20 KB) is over it and
- * the same prediction without it (about 4 KB) is under it.
+ * Limit below ubiquitin's prediction message with per-residue output (about 19 KB) and above
+ * the same message without it (about 2.3 KB).
  */
 const MAX_PUBLISH_BYTES = 10_000;
 
@@ -28,7 +28,7 @@ describe('a prediction larger than mqtt.maxPublishBytes', () => {
     return harness.probe.json<ResponseMessage>(topics.response).find((m) => m.id === id)!;
   }
 
-  test('is answered with REPLY_TOO_LARGE errors and stays stored', async () => {
+  test('oversized prediction gets REPLY_TOO_LARGE', async () => {
     const { topics } = harness.endpoints;
     const reply = await request('with-residues', { residues: true });
 
@@ -58,7 +58,7 @@ describe('a prediction larger than mqtt.maxPublishBytes', () => {
     }
   });
 
-  test('a smaller prediction on the same daemon still goes out whole', async () => {
+  test('smaller prediction sent whole', async () => {
     const reply = await request('without-residues');
 
     expect(reply.status).toBe('ok');

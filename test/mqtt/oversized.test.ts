@@ -5,7 +5,9 @@ import { testTopics } from './helpers';
 
 const topics = testTopics();
 const NOW = new Date('2026-12-05T07:00:00.000Z');
-const recordIndexOf = (jobId: number): number | null => (jobId === 7 ? 2 : jobId === 8 ? 3 : null);
+/** Record index of each job the tests name; any other job does not exist. */
+const RECORD_INDEX: Record<number, number> = { 7: 2, 8: 3 };
+const recordIndexOf = (jobId: number): number | null => RECORD_INDEX[jobId] ?? null;
 
 function row(topic: string, payload: unknown, extra: Partial<OutboxRow> = {}): OutboxRow {
   return { id: 11, topic, payload: JSON.stringify(payload), qos: 1, retain: false, createdAt: NOW.toISOString(), ...extra };
@@ -29,7 +31,7 @@ function predictionMessage(jobId: number, recordId: string): PredictionMessage {
   };
 }
 
-/** A prediction message as one result of a reply, which leaves out the fields the reply carries once. */
+/** Returns a prediction message as one result of a reply, without the fields the reply carries once. */
 function resultOf(message: PredictionMessage): ResponseMessage['results'][number] {
   const result: Partial<PredictionMessage> = { ...message };
   delete result.schemaVersion;
@@ -39,7 +41,7 @@ function resultOf(message: PredictionMessage): ResponseMessage['results'][number
 }
 
 describe('oversizedReplacement', () => {
-  test('a prediction becomes a REPLY_TOO_LARGE error on the errors topic', () => {
+  test('prediction becomes errors-topic error', () => {
     const replacement = oversizedReplacement(row(topics.predictions, predictionMessage(7, 'P1')), 20_000_000, 15_000_000, topics, recordIndexOf, () => NOW);
 
     expect(replacement?.topic).toBe(topics.errors);
@@ -52,7 +54,7 @@ describe('oversizedReplacement', () => {
     expect(error.errors[0].message).toContain('job 7');
   });
 
-  test('a reply becomes an error reply on its own topic with its correlation data', () => {
+  test('reply becomes error reply', () => {
     const reply: ResponseMessage = {
       schemaVersion: 1,
       id: 'req-2',
@@ -81,7 +83,7 @@ describe('oversizedReplacement', () => {
     expect(parsed.errors[1].message).toContain('jobs 7, 8');
   });
 
-  test('any other message has no stand-in', () => {
+  test('other messages have no replacement', () => {
     expect(oversizedReplacement(row(topics.telemetry, { cpu: 1 }), 2000, 1000, topics, recordIndexOf)).toBeNull();
     expect(oversizedReplacement({ ...row(topics.predictions, {}), payload: 'not json' }, 2000, 1000, topics, recordIndexOf)).toBeNull();
   });

@@ -145,7 +145,7 @@ describe('OutboxPublisher', () => {
     expect(accepted.map((entry) => entry.payload)).toEqual(['small-1', 'small-2']);
   });
 
-  test('oversized row replaced in its place by the stand-in message', async () => {
+  test('oversized row replaced in place', async () => {
     outbox.insert('small-1');
     outbox.insert('x'.repeat(2000));
     outbox.insert('small-2');
@@ -162,7 +162,7 @@ describe('OutboxPublisher', () => {
     expect(seen).toEqual([{ bytes: 2000, limit: 1000 }]);
   });
 
-  test('a stand-in that is itself too large is not sent', async () => {
+  test('too large replacement dropped', async () => {
     outbox.insert('x'.repeat(2000));
     outbox.insert('small-1');
     publisher = createPublisher(connection, 1000, () => ({ topic: topics.errors, payload: 'y'.repeat(1001), qos: 1, retain: false }));

@@ -40,7 +40,7 @@ describe('Store outbox and telemetry', () => {
     expect(store.peekOutbox(10).map((row) => row.payload)).toEqual(['second']);
   });
 
-  test('replaceOutbox rewrites a row in its place', () => {
+  test('replaceOutbox keeps row position', () => {
     const { store } = fixture;
     store.enqueueInput(mqttInput('a'), [], [], [publication('t/1', 'first'), publication('t/2', 'second')]);
     const [first] = store.peekOutbox(1);
@@ -52,7 +52,7 @@ describe('Store outbox and telemetry', () => {
     expect(rows[0]).toMatchObject({ id: first.id, topic: 'errors', qos: 0, retain: true, correlationData: 'AQID', createdAt: first.createdAt });
   });
 
-  test('jobRecordIndex gives the index of a job\'s record in its input', () => {
+  test('jobRecordIndex of stored jobs', () => {
     const { store } = fixture;
     const { jobIds } = store.enqueueInput(mqttInput('a'), [newJob(0, 'MKV'), newJob(4, 'MKW')], [], []);
 

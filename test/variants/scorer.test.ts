@@ -125,13 +125,13 @@ describe('variant scorer on the smoke model', () => {
     expect(scan.stats.reusedPositions).toBe(2 * (1 + 48));
   });
 
-  test('LLRs only: variants start right after the wild type up to their first changed token', async () => {
+  test('LLRs only use exact past', async () => {
     const variants = variantsOf(LYSOZYME_CHICK, ['N62G', 'N62A', 'K19A:N62G']);
     const cached = await scorer.score(LYSOZYME_CHICK, variants, { prefixCache: true, predictions: false });
     const uncached = await scorer.score(LYSOZYME_CHICK, variants, { prefixCache: false, predictions: false });
 
     // Token 0 is <bos>, so residue r is token r, and a variant reuses the r tokens before it.
-    // The wild type runs to the block boundaries at tokens 17 and 49 and then to its end; the
+    // The wild type runs to the block boundaries at tokens 17 and 49 and then to its end. The
     // variants follow in two groups, one per first changed residue (62 and 19).
     expect(cached.stats.modelRuns).toBe(3 + 2);
     expect(cached.stats.reusedPositions).toBe(62 + 62 + 19);
@@ -139,7 +139,7 @@ describe('variant scorer on the smoke model', () => {
     expect(cached.variants.every((variant) => variant.prediction === undefined)).toBe(true);
   });
 
-  test('with predictions the past ends at a block boundary and LLRs still agree', async () => {
+  test('predictions use block boundaries', async () => {
     const variants = variantsOf(LYSOZYME_CHICK, ['N62G', 'N62A']);
     const cached = await scorer.score(LYSOZYME_CHICK, variants, { prefixCache: true, predictions: true });
     const uncached = await scorer.score(LYSOZYME_CHICK, variants, { prefixCache: false, predictions: false });
