@@ -107,7 +107,7 @@ export function buildFeeds(pkg: ModelPackage, sequences: string[]): Record<strin
     for (const name of [...cache.pastKeys, ...cache.pastValues]) {
       feeds[name] = new Tensor('float32', new Float32Array(0), [batch, cache.heads, 0, cache.headDim]);
     }
-    feeds[cache.pastStateSum] = new Tensor('float32', new Float32Array(batch * cache.dModel), [batch, cache.dModel]);
+    feeds[cache.pastStateSum] = new Tensor('float32', new Float32Array(batch * cache.stateSumWidth), [batch, cache.stateSumWidth]);
   }
   return feeds;
 }

@@ -6,7 +6,7 @@ export interface PastLayout {
   layers: number;
   heads: number;
   headDim: number;
-  dModel: number;
+  stateSumWidth: number;
 }
 
 /**
@@ -21,7 +21,7 @@ export interface PrefixBlock {
   keys: Float32Array[];
   /** Per layer, float32 [heads, length, headDim]: the block's values. */
   values: Float32Array[];
-  /** Sum of the final states of every position from 0 to the block's end, float32 [dModel]. */
+  /** Sum of the pooled states of every position from 0 to the block's end, float32 [stateSumWidth]. */
   stateSum: Float32Array;
   /** Per-position graph outputs (such as `lm_logits`) of the block's positions, keyed by output name, [length, width]. */
   positionOutputs: Record<string, Float32Array>;
@@ -251,7 +251,7 @@ export function sliceBlock(
   positionOutputs: Record<string, Float32Array>,
 ): PrefixBlock {
   const length = to - from;
-  const { heads, headDim, dModel } = layout;
+  const { heads, headDim, stateSumWidth } = layout;
   const cut = (tensor: Float32Array): Float32Array => {
     const out = new Float32Array(heads * length * headDim);
     for (let head = 0; head < heads; head++) {
@@ -264,7 +264,7 @@ export function sliceBlock(
     length,
     keys: present.keys.map(cut),
     values: present.values.map(cut),
-    stateSum: present.stateSum.slice(row * dModel, (row + 1) * dModel),
+    stateSum: present.stateSum.slice(row * stateSumWidth, (row + 1) * stateSumWidth),
     positionOutputs,
   };
 }
@@ -275,7 +275,7 @@ export function sliceBlock(
  */
 export function assemblePast(blocks: readonly PrefixBlock[], layout: PastLayout, batchSize: number): PastState {
   const length = blocks.reduce((sum, block) => sum + block.length, 0);
-  const { heads, headDim, dModel, layers } = layout;
+  const { heads, headDim, stateSumWidth, layers } = layout;
   const rowSize = heads * length * headDim;
 
   const join = (pick: (block: PrefixBlock) => Float32Array): Float32Array => {
@@ -295,9 +295,9 @@ export function assemblePast(blocks: readonly PrefixBlock[], layout: PastLayout,
 
   const keys = Array.from({ length: layers }, (_, layer) => join((block) => block.keys[layer]));
   const values = Array.from({ length: layers }, (_, layer) => join((block) => block.values[layer]));
-  const stateSum = new Float32Array(batchSize * dModel);
+  const stateSum = new Float32Array(batchSize * stateSumWidth);
   const last = blocks[blocks.length - 1];
-  for (let row = 0; row < batchSize; row++) stateSum.set(last ? last.stateSum : new Float32Array(dModel), row * dModel);
+  for (let row = 0; row < batchSize; row++) stateSum.set(last ? last.stateSum : new Float32Array(stateSumWidth), row * stateSumWidth);
   return { length, keys, values, stateSum };
 }
 
@@ -314,6 +314,6 @@ export function tilePast(past: PastState, layout: PastLayout, row: number, batch
     length: past.length,
     keys: past.keys.map((tensor) => tile(tensor, rowSize)),
     values: past.values.map((tensor) => tile(tensor, rowSize)),
-    stateSum: tile(past.stateSum, layout.dModel),
+    stateSum: tile(past.stateSum, layout.stateSumWidth),
   };
 }

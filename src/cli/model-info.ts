@@ -21,7 +21,12 @@ export async function runModelInfo(options: { configFile?: string; modelDir?: st
       Object.entries(manifest.heads).map(([name, head]) => [name, 'labels' in head && Array.isArray(head.labels) ? head.labels.length : head.type]),
     ),
     prefixCache: manifest.prefixCache
-      ? { layers: manifest.prefixCache.pastKeys.length, heads: manifest.prefixCache.heads, headDim: manifest.prefixCache.headDim }
+      ? {
+          layers: manifest.prefixCache.pastKeys.length,
+          heads: manifest.prefixCache.heads,
+          headDim: manifest.prefixCache.headDim,
+          stateSumWidth: manifest.prefixCache.stateSumWidth,
+        }
       : null,
     architecture: manifest.architecture,
     metrics: manifest.metrics,

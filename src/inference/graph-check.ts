@@ -85,6 +85,14 @@ export function checkGraph(pkg: ModelPackage, graph: GraphInfo): void {
       problems.push(`${field}: graph input "${name}" has type ${input.type}, expected ${type}`);
     }
   }
+  const cache = pkg.manifest.prefixCache;
+  const pastStateSum = cache ? graph.inputs.find((value) => value.name === cache.pastStateSum) : undefined;
+  const stateColumns = pastStateSum?.shape[1];
+  if (cache && typeof stateColumns === 'number' && stateColumns !== cache.stateSumWidth) {
+    problems.push(
+      `prefixCache.stateSumWidth: graph input "${cache.pastStateSum}" has ${stateColumns} columns but the manifest gives ${cache.stateSumWidth}`,
+    );
+  }
   for (const { field, name } of prefixCacheOutputs(pkg)) {
     if (!graph.outputs.some((value) => value.name === name)) {
       problems.push(`${field}: "${name}" is not an output of the graph (outputs: ${listNames(graph.outputs)})`);

@@ -90,8 +90,9 @@ const domainHeadSchema = z
 
 /**
  * Names and sizes of the prefix-cache inputs and outputs. past_key_<i> and past_value_<i> are
- * float32 [batch, heads, past, headDim] per layer, past_state_sum is [batch, dModel], and the
- * present outputs cover past and current positions.
+ * float32 [batch, heads, past, headDim] per layer, past_state_sum is [batch, stateSumWidth], and
+ * the present outputs cover past and current positions. stateSumWidth is the width of what the
+ * pooled heads average (dModel, the final states, unless the manifest says otherwise).
  */
 const prefixCacheSchema = z
   .object({
@@ -104,6 +105,7 @@ const prefixCacheSchema = z
     heads: z.number().int().min(1),
     headDim: z.number().int().min(1),
     dModel: z.number().int().min(1),
+    stateSumWidth: z.number().int().min(1).optional(),
   })
   .superRefine((cache, context) => {
     const layers = cache.pastKeys.length;
@@ -116,7 +118,8 @@ const prefixCacheSchema = z
         });
       }
     }
-  });
+  })
+  .transform((cache) => ({ ...cache, stateSumWidth: cache.stateSumWidth ?? cache.dModel }));
 
 const tokenizerSchema = z
   .object({

@@ -38,7 +38,7 @@ export interface PrefixCacheNames {
   stateSum: string;
   heads: number;
   headDim: number;
-  dModel: number;
+  stateSumWidth: number;
 }
 
 /**
@@ -52,7 +52,7 @@ export interface PastState {
   keys: Float32Array[];
   /** Per layer, float32 [batch, heads, length, headDim], row-major. */
   values: Float32Array[];
-  /** Sum of the final states of the earlier positions, float32 [batch, dModel]. */
+  /** Sum of the pooled states of the earlier positions, float32 [batch, stateSumWidth]. */
   stateSum: Float32Array;
 }
 

@@ -47,7 +47,7 @@ function pastFeeds(cache: PrefixCacheNames, batchSize: number, past: PastState |
   cache.pastValues.forEach((name, layer) => {
     feeds[name] = new Tensor('float32', past ? rows(past.values[layer]) : new Float32Array(0), dims);
   });
-  feeds[cache.pastStateSum] = new Tensor('float32', past ? rows(past.stateSum) : new Float32Array(batchSize * cache.dModel), [batchSize, cache.dModel]);
+  feeds[cache.pastStateSum] = new Tensor('float32', past ? rows(past.stateSum) : new Float32Array(batchSize * cache.stateSumWidth), [batchSize, cache.stateSumWidth]);
   return feeds;
 }
 

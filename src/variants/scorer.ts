@@ -216,7 +216,7 @@ export class VariantScorer {
   private pastLayout(): PastLayout | null {
     const spec = this.options.runner.manifest.prefixCache;
     if (!spec) return null;
-    return { layers: spec.pastKeys.length, heads: spec.heads, headDim: spec.headDim, dModel: spec.dModel };
+    return { layers: spec.pastKeys.length, heads: spec.heads, headDim: spec.headDim, stateSumWidth: spec.stateSumWidth };
   }
 
   /** Output names of the heads with one row per position: the language model and the domain head. */
@@ -494,7 +494,7 @@ function concat(parts: readonly Float32Array[]): Float32Array {
 function wildTypePast(wildType: WildTypeWindow, layout: PastLayout, length: number): PastState {
   if (!wildType.present) throw new Error('the wild type\'s present state is missing, so no exact past can be cut from it');
   const block = sliceBlock(wildType.present, layout, 0, 0, length, {});
-  return { length, keys: block.keys, values: block.values, stateSum: new Float32Array(layout.dModel).fill(Number.NaN) };
+  return { length, keys: block.keys, values: block.values, stateSum: new Float32Array(layout.stateSumWidth).fill(Number.NaN) };
 }
 
 /** Returns the offset in the window of the variant's first substitution inside it, or null when none lies inside. */

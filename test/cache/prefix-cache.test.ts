@@ -1,7 +1,7 @@
 import { assemblePast, blockBoundaries, PrefixCache, prefixKeys, sliceBlock, tilePast, type PastLayout, type PrefixBlock } from '../../src/cache/prefix-cache';
 import type { PastState } from '../../src/inference/protocol';
 
-const LAYOUT: PastLayout = { layers: 2, heads: 2, headDim: 3, dModel: 4 };
+const LAYOUT: PastLayout = { layers: 2, heads: 2, headDim: 3, stateSumWidth: 4 };
 const MODEL = 'sha256:model-a';
 
 /** `<bos>` (1) followed by residue tokens 4, 5, 6, ... */
@@ -16,7 +16,7 @@ function block(length: number, fill = 1): PrefixBlock {
     length,
     keys: [new Float32Array(size).fill(fill), new Float32Array(size).fill(fill)],
     values: [new Float32Array(size).fill(fill), new Float32Array(size).fill(fill)],
-    stateSum: new Float32Array(LAYOUT.dModel).fill(fill),
+    stateSum: new Float32Array(LAYOUT.stateSumWidth).fill(fill),
     positionOutputs: { lm_logits: new Float32Array(length * 5).fill(fill) },
   };
 }
@@ -38,7 +38,7 @@ function numberedPresent(batchSize: number, length: number): PastState {
     length,
     keys: [numbered(1), numbered(2)],
     values: [numbered(3), numbered(4)],
-    stateSum: Float32Array.from({ length: batchSize * LAYOUT.dModel }, (_, i) => i),
+    stateSum: Float32Array.from({ length: batchSize * LAYOUT.stateSumWidth }, (_, i) => i),
   };
 }
 

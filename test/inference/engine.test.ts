@@ -66,7 +66,7 @@ const { InferenceSession, Tensor } = require('onnxruntime-node');
     for (const name of [...cache.pastKeys, ...cache.pastValues]) {
       feeds[name] = new Tensor('float32', new Float32Array(0), [1, cache.heads, 0, cache.headDim]);
     }
-    feeds[cache.pastStateSum] = new Tensor('float32', new Float32Array(cache.dModel), [1, cache.dModel]);
+    feeds[cache.pastStateSum] = new Tensor('float32', new Float32Array(cache.stateSumWidth), [1, cache.stateSumWidth]);
   }
   const results = await session.run(feeds);
   const outputs = {};

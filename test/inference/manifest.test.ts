@@ -180,6 +180,24 @@ describe('loadModelPackage', () => {
     });
   });
 
+  test('takes the state sum as wide as dModel when the manifest does not say', async () => {
+    const prefixCache = {
+      pastKeys: ['past_key_0'],
+      pastValues: ['past_value_0'],
+      pastStateSum: 'past_state_sum',
+      presentKeys: ['present_key_0'],
+      presentValues: ['present_value_0'],
+      stateSum: 'state_sum',
+      heads: 4,
+      headDim: 16,
+      dModel: 64,
+    };
+    writePackage(dir, { ...makeManifest(), prefixCache });
+    expect((await loadModelPackage(dir)).manifest.prefixCache?.stateSumWidth).toBe(64);
+    writePackage(dir, { ...makeManifest(), prefixCache: { ...prefixCache, stateSumWidth: 345 } });
+    expect((await loadModelPackage(dir)).manifest.prefixCache?.stateSumWidth).toBe(345);
+  });
+
   test('allows and keeps unknown fields', async () => {
     const manifest = makeManifest();
     writePackage(dir, { ...manifest, cache: { pastKeys: 'past' }, heads: { ...manifest.heads, domains: { output: 'x' } } });
@@ -241,6 +259,53 @@ describe('checkGraph', () => {
     expect(() => checkGraph(pkg, graph)).toThrow(
       'heads.localization.output: graph output "localization_logits" has 10 columns but the manifest lists 3',
     );
+  });
+
+  describe('with a prefix cache', () => {
+    const cached: ModelPackage = {
+      ...pkg,
+      manifest: {
+        ...manifest,
+        prefixCache: {
+          pastKeys: ['past_key_0'],
+          pastValues: ['past_value_0'],
+          pastStateSum: 'past_state_sum',
+          presentKeys: ['present_key_0'],
+          presentValues: ['present_value_0'],
+          stateSum: 'state_sum',
+          heads: 4,
+          headDim: 16,
+          dModel: 64,
+          stateSumWidth: 345,
+        },
+      },
+    };
+
+    function cachedGraph(stateColumns: number | string): GraphInfo {
+      const graph = matchingGraph();
+      graph.inputs.push(
+        { name: 'past_key_0', type: 'float32', shape: ['batch', 4, 'past', 16] },
+        { name: 'past_value_0', type: 'float32', shape: ['batch', 4, 'past', 16] },
+        { name: 'past_state_sum', type: 'float32', shape: ['batch', stateColumns] },
+      );
+      graph.outputs.push(
+        { name: 'present_key_0', type: 'float32', shape: ['batch', 4, 'total', 16] },
+        { name: 'present_value_0', type: 'float32', shape: ['batch', 4, 'total', 16] },
+        { name: 'state_sum', type: 'float32', shape: ['batch', 'width'] },
+      );
+      return graph;
+    }
+
+    test('accepts a state sum as wide as stateSumWidth', () => {
+      expect(() => checkGraph(cached, cachedGraph(345))).not.toThrow();
+      expect(() => checkGraph(cached, cachedGraph('width'))).not.toThrow();
+    });
+
+    test('names a state sum of another width', () => {
+      expect(() => checkGraph(cached, cachedGraph(64))).toThrow(
+        'prefixCache.stateSumWidth: graph input "past_state_sum" has 64 columns but the manifest gives 345',
+      );
+    });
   });
 
   test('names an input of the wrong type', () => {
