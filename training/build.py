@@ -33,6 +33,7 @@ from .domain_head import fit_domain_head
 from .model_card import write_model_card
 from .pooled_heads import fit_pooled_heads
 from .quantize import quantize_model
+from .restore import load_network, restore_checkpoints
 from .train import build_model, train
 
 log = logging.getLogger("training.build")
@@ -56,10 +57,7 @@ def refit_domain_head(config: dict, labels_path: Path, checkpoint_dir: Path, ter
         return
     torch.set_num_threads(config["train"]["threads"])
     model = build_model(config["model"], meta)
-    model.load_state_dict(torch.load(checkpoint_dir / "final.pt")["model"])
-    if ternary:
-        model.set_quantization("ternary")
-        model.freeze()
+    load_network(model, checkpoint_dir / "final.pt", ternary)
     summary = fit_domain_head(model, dataset["records"], meta["domainFamilies"], config, config["seed"])
     torch.save({"domain_head": model.domain_head.state_dict(), "hidden": summary["hidden"],
                 "lookahead": summary["lookahead"], "summary": summary}, checkpoint_dir / "domain_head.pt")
@@ -87,10 +85,7 @@ def refit_pooled_heads(config: dict, labels_path: Path, checkpoint_dir: Path, te
     dataset = json.loads(labels_path.read_text())
     torch.set_num_threads(config["train"]["threads"])
     model = build_model(config["model"], dataset["meta"])
-    model.load_state_dict(torch.load(checkpoint_dir / "final.pt")["model"])
-    if ternary:
-        model.set_quantization("ternary")
-        model.freeze()
+    load_network(model, checkpoint_dir / "final.pt", ternary)
     validation, _ = evaluation_sets(dataset["records"], config)
     summary = fit_pooled_heads(model, dataset["records"], validation, dataset["meta"], config, config["seed"])
     heads = {name: getattr(model, f"{name}_head").state_dict() for name in summary["heads"]}
@@ -104,7 +99,7 @@ def load_pooled_heads(model, checkpoint_dir: Path) -> dict | None:
     if not path.exists():
         return None
     saved = torch.load(path)
-    model.replace_pooled_heads(saved["hidden"], saved["depth"])
+    model.replace_pooled_heads(saved["hidden"], saved["depth"], pooling=saved["summary"].get("pooling", "final"))
     for name, state in saved["heads"].items():
         head = getattr(model, f"{name}_head")
         head.load_state_dict(state)
@@ -119,6 +114,13 @@ def write_runtime_graph(exported: Path, out: Path) -> None:
     log.info("wrote %s (%d bytes)", out, out.stat().st_size)
 
 
+POOLING_TEXT = {
+    "final": "masked mean of the final hidden states over attention_mask",
+    "layers_and_composition": ("masked mean over attention_mask of each layer's output states, the final hidden "
+                               "states and the one-hot tokens (the residue composition), side by side; the pooled "
+                               "heads standardize it with the training proteins' mean and standard deviation"),
+}
+
 STEPS = ["extract", "subset", "cluster", "domains", "labels", "train", "domain_head", "pooled_heads", "export"]
 
 
@@ -132,6 +134,14 @@ def parse_arguments(argv=None):
     parser.add_argument("--redo", choices=STEPS, help="recompute this step and every later one")
     parser.add_argument("--wall-seconds", type=float, help="training wall-clock budget in seconds (overrides the config)")
     parser.add_argument("--threads", type=int, help="torch threads for training and evaluation (overrides the config)")
+    parser.add_argument("--max-steps", type=int,
+                        help="train exactly this many steps whatever the time taken (overrides the config's max_steps "
+                             "and ignores the wall-clock budget), for example the step count of the model a twin is "
+                             "compared with")
+    parser.add_argument("--network-from", type=Path, metavar="MODEL_DIR",
+                        help="take the trained network and its heads from an exported model folder instead of training "
+                             "(its model.onnx stores them); with --redo domain_head or --redo pooled_heads the heads "
+                             "are fitted again on exactly that network")
     parser.add_argument("--twin", action="store_true",
                         help="train the full-precision twin (same data, network and schedule, float32 weights and "
                              "activations) into work/NAME/twin/ and stop; the evaluation compares it with the model")
@@ -180,7 +190,8 @@ def go_train_frequencies(records, meta) -> list[float]:
 
 
 def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metrics: dict, provenance: dict,
-                   parameters: int, exported: dict, lookahead: int) -> dict:
+                   parameters: int, exported: dict, lookahead: int, pooling: str = "final",
+                   state_sum_width: int | None = None) -> dict:
     names = exported["outputs"]
     past_inputs, present_outputs = exported["pastInputs"], exported["presentOutputs"]
     onnx_path = out / RUNTIME_ONNX
@@ -241,10 +252,11 @@ def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metric
             "stateSum": present_outputs[-1],
             "heads": model_config["heads"], "headDim": model_config["d_model"] // model_config["heads"],
             "dModel": model_config["d_model"],
+            "stateSumWidth": state_sum_width or model_config["d_model"],
             "layout": ("past_key_<i>/past_value_<i> are [batch, heads, past, headDim] float32 keys (after rotary "
-                       "embedding) and values of the earlier positions; past_state_sum is [batch, dModel], the "
-                       "sum of their final states. An empty past has past = 0 and a zero state sum. Position "
-                       "numbering continues from past, so input_ids then holds no <bos>"),
+                       "embedding) and values of the earlier positions; past_state_sum is [batch, stateSumWidth], "
+                       "the sum of their pooled states (architecture.pooling). An empty past has past = 0 and a "
+                       "zero state sum. Position numbering continues from past, so input_ids then holds no <bos>"),
         },
         "heads": heads,
         "goGraph": {
@@ -261,7 +273,7 @@ def write_manifest(out: Path, config: dict, meta: dict, thresholds: dict, metric
                                   "stored as int8 initializers and dequantized in the graph",
             "activationQuantization": "int8 per token absmax (fake-quantized in float32) at the input of every BitLinear, after its LayerNorm",
             "fullPrecision": "token embedding, final LayerNorm and the five heads (float32)",
-            "pooling": "masked mean of the final hidden states over attention_mask",
+            "pooling": POOLING_TEXT[pooling],
             "onnxOpset": OPSET,
         },
         "training": provenance,
@@ -281,6 +293,10 @@ def main(argv=None) -> int:
         config = json.load(handle)
     if arguments.threads:
         config["train"]["threads"] = arguments.threads
+    wall_seconds = arguments.wall_seconds
+    if arguments.max_steps:
+        config["train"]["max_steps"] = arguments.max_steps
+        wall_seconds = float("inf")
     work = arguments.work
     out = arguments.out or (work / "smoke" / "model" if arguments.smoke else work / config["name"] / "model")
     run_dir = work / config["name"]
@@ -327,7 +343,7 @@ def main(argv=None) -> int:
         twin_config = dict(config, train=dict(config["train"], full_precision=True))
         twin_dir = run_dir / "twin"
         if step_needed("train", twin_dir / "final.pt", redo):
-            train(twin_config, labels_path, twin_dir, arguments.wall_seconds)
+            train(twin_config, labels_path, twin_dir, wall_seconds)
         if step_needed("domain_head", twin_dir / "domain_head.pt", redo):
             refit_domain_head(twin_config, labels_path, twin_dir, ternary=False)
         if step_needed("pooled_heads", twin_dir / "pooled_heads.pt", redo):
@@ -336,8 +352,10 @@ def main(argv=None) -> int:
 
     checkpoint_dir = run_dir / "checkpoints"
     final_checkpoint = checkpoint_dir / "final.pt"
-    if step_needed("train", final_checkpoint, redo):
-        train(config, labels_path, checkpoint_dir, arguments.wall_seconds)
+    if arguments.network_from:
+        restore_checkpoints(config, json.loads(labels_path.read_text())["meta"], arguments.network_from, checkpoint_dir)
+    elif step_needed("train", final_checkpoint, redo):
+        train(config, labels_path, checkpoint_dir, wall_seconds)
     train_summary = json.loads((checkpoint_dir / "train_summary.json").read_text())
     if step_needed("domain_head", checkpoint_dir / "domain_head.pt", redo):
         refit_domain_head(config, labels_path, checkpoint_dir, ternary=True)
@@ -348,9 +366,7 @@ def main(argv=None) -> int:
         dataset = json.load(handle)
     meta, records = dataset["meta"], dataset["records"]
     model = build_model(config["model"], meta)
-    model.load_state_dict(torch.load(final_checkpoint)["model"])
-    model.set_quantization("ternary")
-    model.freeze()
+    load_network(model, final_checkpoint, ternary=True)
     domain_head_summary = load_domain_head(model, checkpoint_dir)
     pooled_heads_summary = load_pooled_heads(model, checkpoint_dir)
     # Counted after the refits, because the refitted heads can be larger than the trained ones.
@@ -397,12 +413,15 @@ def main(argv=None) -> int:
         "sequencesSeen": train_summary["sequencesSeen"],
         "schedule": (f"float32 until {config['train']['int8_from']:.0%} of the run, int8 weights until "
                      f"{config['train']['ternary_from']:.0%}, then ternary weights; int8 activations from the int8 phase on"),
-        "machine": machine_description(),
+        "machine": train_summary.get("machine") or machine_description(),
         "domainHeadRefit": domain_head_summary,
         "pooledHeadsRefit": pooled_heads_summary,
     }
+    if train_summary.get("restoredFrom"):
+        provenance["networkFrom"] = {"modelId": train_summary["restoredFrom"],
+                                     "trainingCommand": train_summary.get("trainingCommand")}
     manifest = write_manifest(out, config, meta, thresholds, metrics, provenance, parameters, exported,
-                              model.domain_lookahead)
+                              model.domain_lookahead, model.pooling, model.pooled_width())
     write_model_card(out, manifest, meta)
     log.info("wrote %s in %.0f s", out, time.monotonic() - started)
     return 0

@@ -164,11 +164,27 @@ def domain_head_module(d_model: int, classes: int, hidden: int = 0) -> nn.Module
     return nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, classes))
 
 
-def pooled_head_module(d_model: int, classes: int, hidden: int = 0, depth: int = 1, dropout: float = 0.0) -> nn.Module:
-    """Build a head on the pooled state: Linear, or with hidden > 0 `depth` blocks of Linear, GELU, Dropout, then Linear."""
+class Standardize(nn.Module):
+    """Subtract a fixed mean from each feature and divide by a fixed scale (buffers set by the refit)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("scale", torch.ones(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+
+def pooled_head_module(d_model: int, classes: int, hidden: int = 0, depth: int = 1, dropout: float = 0.0,
+                       standardize: bool = False) -> nn.Module:
+    """Build a head on the pooled state: Linear, or with hidden > 0 `depth` blocks of Linear, GELU, Dropout, then Linear.
+
+    With standardize the head starts with a Standardize of its input.
+    """
     if hidden <= 0:
         return nn.Linear(d_model, classes)
-    layers: list[nn.Module] = []
+    layers: list[nn.Module] = [Standardize(d_model)] if standardize else []
     width = d_model
     for _ in range(max(depth, 1)):
         layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout)]
@@ -182,20 +198,25 @@ def head_classes(head: nn.Module) -> int:
 
 
 POOLED_HEADS = ("localization", "go", "function")
+# What the pooled heads read, averaged over the sequence's positions: "final" is the final states;
+# "layers_and_composition" is every layer's output states, the final states and the one-hot tokens
+# (so the residue composition), side by side. Both are sums over positions, so a cached prefix
+# carries them in past_state_sum.
+POOLING_MODES = ("final", "layers_and_composition")
 
 
 class ProteinBitNet(nn.Module):
     """Decoder-only transformer with five heads.
 
-    Localization, GO and function read the masked mean of the final states; the domain head
-    classifies residues (0 = no domain, 1 + i = family i) from one position's final state, and
-    its output at the position of residue j + domain_lookahead is the class of residue j (see
+    Localization, GO and function read the masked mean of the pooled states (`pooling`, by default
+    the final states); the domain head classifies residues (0 = no domain, 1 + i = family i) from
+    one position's final state, and its output at the position of residue j + domain_lookahead is the class of residue j (see
     shift_domain_rows in evaluate.py); the LM head predicts the next residue.
     Right padding needs no key mask: with causal attention a real token never attends to a later
     pad position.
 
     Prefix caching: `past` contains each layer's keys and values of earlier positions and
-    `past_state_sum` the sum of their final states, so a sequence can be read block by block with
+    `past_state_sum` the sum of their pooled states, so a sequence can be read block by block with
     the same outputs as in one pass. The past is shared by every row of a batch and has no padding.
     """
 
@@ -213,6 +234,7 @@ class ProteinBitNet(nn.Module):
         self.domain_head = domain_head_module(d_model, domain_labels + 1) if domain_labels else None
         # Residues that the domain head reads past the residue it classifies; set by the refit.
         self.domain_lookahead = 0
+        self.pooling = "final"
         self.head_dim = d_model // heads
         self.heads = heads
         self.d_model = d_model
@@ -233,12 +255,26 @@ class ProteinBitNet(nn.Module):
         self.domain_head = domain_head_module(self.d_model, head_classes(self.domain_head), hidden)
         self.domain_lookahead = lookahead
 
-    def replace_pooled_heads(self, hidden: int, depth: int, dropout: float = 0.0) -> None:
-        """Put freshly initialized heads of `depth` hidden layers of `hidden` units in place of the pooled heads."""
+    def pooled_width(self) -> int:
+        """Width of the pooled state and of the state sum (see POOLING_MODES)."""
+        if self.pooling == "final":
+            return self.d_model
+        return (len(self.blocks) + 1) * self.d_model + len(VOCAB)
+
+    def replace_pooled_heads(self, hidden: int, depth: int, dropout: float = 0.0, pooling: str = "final") -> None:
+        """Put freshly initialized heads of `depth` hidden layers of `hidden` units in place of the pooled heads.
+
+        The heads read `pooling` (see POOLING_MODES); heads on more than the final states start with
+        a Standardize, whose mean and scale the refit sets from the training proteins.
+        """
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLING_MODES)}")
+        self.pooling = pooling
         for name in POOLED_HEADS:
             head = getattr(self, f"{name}_head")
             if head is not None:
-                setattr(self, f"{name}_head", pooled_head_module(self.d_model, head_classes(head), hidden, depth, dropout))
+                setattr(self, f"{name}_head", pooled_head_module(self.pooled_width(), head_classes(head), hidden, depth,
+                                                                 dropout, standardize=pooling != "final"))
 
     def final_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Return the final LayerNorm's states [batch, seq, d_model] of right-padded input."""
@@ -248,7 +284,7 @@ class ProteinBitNet(nn.Module):
         """Return zero-length keys/values for every layer and a zero state sum."""
         shape = (batch, self.heads, 0, self.head_dim)
         past = [(torch.zeros(shape), torch.zeros(shape)) for _ in self.blocks]
-        return past, torch.zeros((batch, self.d_model))
+        return past, torch.zeros((batch, self.pooled_width()))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, past=None, past_state_sum=None):
         length = input_ids.shape[1]
@@ -260,13 +296,20 @@ class ProteinBitNet(nn.Module):
         key_positions = torch.arange(past_length + length, device=input_ids.device)
         causal_mask = key_positions[None, :] > query_positions[:, None]
         present = []
+        layer_states = []
         for index, block in enumerate(self.blocks):
             past_key, past_value = past[index] if past is not None else (None, None)
             x, key, value = block(x, cos, sin, causal_mask, past_key, past_value)
             present.append((key, value))
+            layer_states.append(x)
         x = self.final_norm(x)
         mask = attention_mask.to(x.dtype).unsqueeze(-1)
-        state_sum = (x * mask).sum(dim=1)
+        if self.pooling == "final":
+            pooled_source = x
+        else:
+            one_hot = F.one_hot(input_ids, len(VOCAB)).to(x.dtype)
+            pooled_source = torch.cat(layer_states + [x, one_hot], dim=-1)
+        state_sum = (pooled_source * mask).sum(dim=1)
         count = mask.sum(dim=1)
         if past_state_sum is not None:
             state_sum = state_sum + past_state_sum

@@ -101,12 +101,15 @@ def write_model_card(out: Path, manifest: dict, meta: dict) -> None:
         )
 
     lookahead = heads["domain"].get("lookahead", 0) if "domain" in heads else 0
+    origin = training.get("networkFrom")
+    origin_text = (f"\nThat command took its network from the exported model `{origin['modelId']}`, trained by "
+                   f"`{origin.get('trainingCommand')}`; the training figures below are that run's." if origin else "")
     text = f"""# {manifest['name']}
 
 A small causal protein language model with BitNet-style ternary weights and three classification
 heads (subcellular localization, GO terms, molecular-function category), per-residue Pfam domain
 classes and next-residue prediction, small enough for a Raspberry Pi, where bitnet-edge runs it with onnxruntime-node.
-It was built by `{training['command']}` from the repository root (see `training/README.md`).
+It was built by `{training['command']}` from the repository root (see `training/README.md`).{origin_text}
 
 Model id: `{manifest['modelId']}`. Created {manifest['createdAt']}.
 

@@ -2,8 +2,10 @@
 
 In the multi-task run the three pooled heads are linear, and each training protein passes about
 once while the network under the heads keeps changing. This stage keeps the trained network fixed
-and computes, once, the pooled state of up to `max_proteins` training proteins: the masked mean of
-the final states, as the graph computes it. It then fits for each head a new MLP of `depth` hidden
+and computes, once, the pooled state of up to `max_proteins` training proteins: the masked mean,
+as the graph computes it, of the final states or, with `pooling` "layers_and_composition", of
+every layer's states, the final states and the one-hot tokens (see model.POOLING_MODES). Those
+wider states are standardized with the training proteins' mean and standard deviation. It then fits for each head a new MLP of `depth` hidden
 layers of `hidden` units (GELU, dropout) over `epochs` passes of those states. The weights of the
 epoch with the lowest loss on the evaluation's validation proteins are kept. Thresholds are tuned
 on the same proteins, and the test split is never read.
@@ -32,7 +34,7 @@ def pooled_states(model, records, max_tokens: int, batch_size: int = 32) -> torc
     """Return the pooled state [records, d_model] of each record truncated to max_tokens, in input order."""
     model.eval()
     token_lists = [encode(r["sequence"])[:max_tokens] for r in records]
-    pooled = torch.zeros((len(records), model.d_model))
+    pooled = torch.zeros((len(records), model.pooled_width()))
     started = time.monotonic()
     for batch, (indices, input_ids, attention_mask) in enumerate(length_sorted_batches(token_lists, batch_size)):
         if batch and batch % 100 == 0:
@@ -74,14 +76,24 @@ def fit_pooled_heads(model, records, validation, meta: dict, config: dict, seed:
     train = [r for r in records if r["split"] == "train"]
     random.Random(seed).shuffle(train)
     train = train[: settings.get("max_proteins", len(train))]
+    pooling = settings.get("pooling", "final")
     max_tokens = config["eval"]["eval_length"]
+    torch.manual_seed(seed)
+    model.replace_pooled_heads(hidden, depth, dropout, pooling)
     states = pooled_states(model, train, max_tokens)
     validation_states = pooled_states(model, validation, max_tokens)
     targets, validation_targets = head_targets(train, meta), head_targets(validation, meta)
     seconds_states = time.monotonic() - started
+    standardized = pooling != "final"
+    if standardized:
+        # A feature that is constant over the training proteins (a token that never occurs) keeps scale 1.
+        mean, scale = states.mean(dim=0), states.std(dim=0)
+        scale = torch.where(scale > 1e-6, scale, torch.ones_like(scale))
+        for head in POOLED_HEADS:
+            if getattr(model, f"{head}_head") is not None:
+                getattr(model, f"{head}_head")[0].mean.copy_(mean)
+                getattr(model, f"{head}_head")[0].scale.copy_(scale)
 
-    torch.manual_seed(seed)
-    model.replace_pooled_heads(hidden, depth, dropout)
     parameters = [p for head in POOLED_HEADS if getattr(model, f"{head}_head") is not None
                   for p in getattr(model, f"{head}_head").parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=settings.get("lr", 1e-3), weight_decay=settings.get("weight_decay", 1e-4))
@@ -114,6 +126,7 @@ def fit_pooled_heads(model, records, validation, meta: dict, config: dict, seed:
         getattr(model, f"{name}_head").load_state_dict(state)
 
     summary = {"proteins": len(train), "validationProteins": len(validation), "heads": sorted(targets),
+               "pooling": pooling, "pooledWidth": model.pooled_width(), "standardized": standardized,
                "hidden": hidden, "depth": depth, "dropout": dropout, "epochs": epochs,
                "bestEpoch": best["epoch"] + 1, "validationLoss": round(best["loss"], 4),
                "secondsPooledStates": round(seconds_states), "seconds": round(time.monotonic() - started)}

@@ -28,6 +28,7 @@ from .evaluate import (
     information_content, label_ancestor_matrix, matthews, predict, propagate_scores, smin, tune_domain_decoding,
     tune_thresholds, unigram_perplexity,
 )
+from .restore import load_network
 from .train import build_model
 
 log = logging.getLogger("training.report")
@@ -48,10 +49,7 @@ def parse_arguments(argv=None):
 
 def load_model(config: dict, meta: dict, checkpoint: Path, ternary: bool):
     model = build_model(config["model"], meta)
-    model.load_state_dict(torch.load(checkpoint)["model"])
-    if ternary:
-        model.set_quantization("ternary")
-        model.freeze()
+    load_network(model, checkpoint, ternary)
     load_domain_head(model, checkpoint.parent)
     load_pooled_heads(model, checkpoint.parent)
     model.eval()
@@ -288,6 +286,11 @@ def training_text(manifest: dict, twin_summary: dict | None, config: dict) -> st
         lines.append(f"- Ternary model: {training.get('steps')} steps, {training.get('sequencesSeen')} sequences, "
                      f"{training.get('wallSeconds')} s of training on {training.get('machine')}; schedule: "
                      f"{training.get('schedule')}. Command: `{training.get('command')}`.")
+        origin = training.get("networkFrom")
+        if origin:
+            lines.append(f"- That command took the network from the exported model {origin['modelId']} (`--network-from`), "
+                         f"which was trained by `{origin.get('trainingCommand')}`; the steps, sequences and time above "
+                         f"are that training run's.")
     if twin_summary:
         lines.append(f"- Full-precision twin: {twin_summary['steps']} steps, {twin_summary['sequencesSeen']} sequences, "
                      f"{twin_summary['wallSeconds']} s, float32 weights and activations throughout. Command: "

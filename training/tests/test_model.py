@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from training.model import BOS_ID, PAD_ID, VOCAB, X_ID, BitLinear, ProteinBitNet, encode, ternarize
+from training.model import BOS_ID, PAD_ID, VOCAB, X_ID, BitLinear, ProteinBitNet, Standardize, encode, ternarize
 
 
 def small_model() -> ProteinBitNet:
@@ -122,6 +122,33 @@ class PrefixCacheTest(unittest.TestCase):
         self.assertEqual(model.function_head[-1].out_features, 3)
         self.check_split(model, 12)
 
+    def test_prefix_cache_with_layer_and_composition_pooling(self):
+        model = small_model().eval()
+        model.set_quantization("ternary")
+        model.freeze()
+        model.replace_pooled_heads(hidden=16, depth=2, pooling="layers_and_composition")
+        model.eval()
+        # Two layers and the final states of width 32, and one column per token of the vocabulary.
+        self.assertEqual(model.pooled_width(), 3 * 32 + len(VOCAB))
+        self.assertIsInstance(model.go_head[0], Standardize)
+        self.check_split(model, 1)
+        self.check_split(model, 12)
+
+    def test_composition_part_of_the_state_sum_counts_tokens(self):
+        model = small_model().eval()
+        model.replace_pooled_heads(hidden=8, depth=1, pooling="layers_and_composition")
+        tokens = encode("MKKAY")
+        with torch.no_grad():
+            state_sum = model(torch.tensor([tokens]), torch.ones(1, len(tokens), dtype=torch.long))["state_sum"][0]
+        counts = state_sum[-len(VOCAB):]
+        self.assertEqual(counts[VOCAB.index("K")].item(), 2.0)
+        self.assertEqual(counts[BOS_ID].item(), 1.0)
+        self.assertEqual(counts.sum().item(), len(tokens))
+
+    def test_unknown_pooling_is_refused(self):
+        with self.assertRaisesRegex(ValueError, "unknown pooling"):
+            small_model().replace_pooled_heads(hidden=8, depth=1, pooling="max")
+
     def test_empty_past_changes_nothing(self):
         model = small_model().eval()
         ids = torch.tensor([encode("MKTAYIAKQRQ")])
@@ -154,6 +181,23 @@ class ExportTest(unittest.TestCase):
                           "present_key_0", "present_value_0", "present_key_1", "present_value_1", "state_sum"])
         past = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.graph.input}
         self.assertEqual(past["past_key_0"], ["batch", 4, "past", 8])
+        self.assertEqual(past["past_state_sum"], ["batch", 32])
+
+    def test_export_with_layer_and_composition_pooling(self):
+        import onnx
+
+        from training.export import export_onnx
+
+        model = small_model()
+        model.set_quantization("ternary")
+        model.freeze()
+        model.replace_pooled_heads(hidden=8, depth=1, pooling="layers_and_composition")
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "model.onnx"
+            export_onnx(model, path)
+            graph = onnx.load(str(path))
+        dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.graph.input}
+        self.assertEqual(dims["past_state_sum"], ["batch", 3 * 32 + len(VOCAB)])
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import unittest
 
 import torch
 
-from training.model import ProteinBitNet, encode
+from training.model import VOCAB, ProteinBitNet, encode
 from training.pooled_heads import fit_pooled_heads, pooled_states
 
 GO_ASPECTS = ["F", "F", "P"]
@@ -73,6 +73,28 @@ class PooledHeadsTest(unittest.TestCase):
         truth = torch.tensor([r["go"][0] == 1 for r in self.validation])
         self.assertEqual(((go > 0.5) == truth).float().mean().item(), 1.0)
         self.assertEqual(((localization > 0.5) == truth).float().mean().item(), 1.0)
+
+    def test_refit_on_layers_and_composition(self):
+        config = {"eval": self.config["eval"],
+                  "train": {"pooled_heads": dict(self.config["train"]["pooled_heads"], pooling="layers_and_composition")}}
+        summary = fit_pooled_heads(self.model, self.train, self.validation, self.meta, config, seed=3)
+
+        width = 2 * 16 + len(VOCAB)
+        self.assertEqual((summary["pooling"], summary["pooledWidth"], summary["standardized"]),
+                         ("layers_and_composition", width, True))
+        standardize = self.model.go_head[0]
+        self.assertEqual(standardize.mean.shape, (width,))
+        fitted = list(self.train)
+        random.Random(3).shuffle(fitted)
+        states = pooled_states(self.model, fitted[:160], max_tokens=64)
+        torch.testing.assert_close(standardize.mean, states.mean(dim=0))
+        # Tokens that never occur (<pad>, <eos>, X, ...) keep scale 1 instead of dividing by zero.
+        self.assertEqual(standardize.scale[VOCAB.index("W") - len(VOCAB)].item(), 1.0)
+        self.assertGreater(standardize.scale[VOCAB.index("K") - len(VOCAB)].item(), 0.0)
+        with torch.no_grad():
+            go = torch.sigmoid(self.model.go_head(pooled_states(self.model, self.validation, max_tokens=64)))[:, 0]
+        truth = torch.tensor([r["go"][0] == 1 for r in self.validation])
+        self.assertEqual(((go > 0.5) == truth).float().mean().item(), 1.0)
 
 
 if __name__ == "__main__":

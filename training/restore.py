@@ -1,0 +1,95 @@
+"""Put the training checkpoints of an exported model back into a work folder.
+
+The exporter's graph (`model.onnx`) stores every weight of the frozen network: the ternary codes
+and row scales of each BitLinear, the norms, the embedding and all heads. From it and the
+manifest this module writes `final.pt` (the frozen network without the refitted heads),
+`domain_head.pt`, `pooled_heads.pt` and `train_summary.json`, the files that the build's
+train, domain_head and pooled_heads steps leave. Later steps, for example a new fit of the pooled
+heads, then run on exactly the network that was shipped, without training it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import onnx
+import torch
+from onnx import numpy_helper
+
+from .train import build_model
+
+log = logging.getLogger("training.restore")
+
+# Parameter names of the heads that the refit steps replace; a restored final.pt leaves them out.
+REFITTED_HEADS = ("domain_head.", "localization_head.", "go_head.", "function_head.")
+EXPORTED_PREFIX = "model."
+
+
+def exported_state(onnx_path: Path) -> dict[str, torch.Tensor]:
+    """Return the model's state dict as stored in the initializers of the exporter's graph."""
+    graph = onnx.load(str(onnx_path)).graph
+    return {initializer.name[len(EXPORTED_PREFIX):]: torch.from_numpy(numpy_helper.to_array(initializer).copy())
+            for initializer in graph.initializer if initializer.name.startswith(EXPORTED_PREFIX)}
+
+
+def load_network(model, checkpoint: Path, ternary: bool) -> None:
+    """Load final.pt into model: a trained checkpoint (frozen here when ternary) or a restored frozen one.
+
+    A restored checkpoint holds no head that a refit replaces; those come from domain_head.pt and
+    pooled_heads.pt (or keep their fresh initialization until a refit).
+    """
+    saved = torch.load(checkpoint)
+    if not saved.get("frozen"):
+        model.load_state_dict(saved["model"])
+        if ternary:
+            model.set_quantization("ternary")
+            model.freeze()
+        return
+    if not ternary:
+        raise ValueError(f"{checkpoint} holds a frozen ternary network, not a full-precision one")
+    model.set_quantization("ternary")
+    model.freeze()
+    missing, unexpected = model.load_state_dict(saved["model"], strict=False)
+    missing = [name for name in missing if not name.startswith(REFITTED_HEADS)]
+    if missing or unexpected:
+        raise ValueError(f"{checkpoint} does not fit the configured network: missing {missing}, unexpected {unexpected}")
+
+
+def restore_checkpoints(config: dict, meta: dict, model_dir: Path, checkpoint_dir: Path) -> dict:
+    """Write final.pt, domain_head.pt, pooled_heads.pt and train_summary.json of model_dir into checkpoint_dir."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    training = manifest.get("training", {})
+    model = build_model(config["model"], meta)
+    model.set_quantization("ternary")
+    model.freeze()
+    domain, pooled = training.get("domainHeadRefit"), training.get("pooledHeadsRefit")
+    if domain and model.domain_head is not None:
+        model.replace_domain_head(domain["hidden"], domain["lookahead"])
+    if pooled:
+        model.replace_pooled_heads(pooled["hidden"], pooled["depth"], pooling=pooled.get("pooling", "final"))
+    state = exported_state(model_dir / manifest.get("exportedOnnxFile", "model.onnx"))
+    # Strict: every weight of the configured network must come from the file, and nothing else. The
+    # exporter stores identical tensors once (an untrained LayerNorm's ones, say); a trained network
+    # has none, and one left out would stop the restore here.
+    model.load_state_dict(state)
+
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    network = {name: value for name, value in state.items() if not name.startswith(REFITTED_HEADS)}
+    torch.save({"model": network, "frozen": True, "mode": "ternary", "restoredFrom": manifest["modelId"]},
+               checkpoint_dir / "final.pt")
+    if domain and model.domain_head is not None:
+        torch.save({"domain_head": model.domain_head.state_dict(), "hidden": domain["hidden"],
+                    "lookahead": domain["lookahead"], "summary": domain}, checkpoint_dir / "domain_head.pt")
+    if pooled:
+        heads = {name: getattr(model, f"{name}_head").state_dict() for name in pooled["heads"]}
+        torch.save({"heads": heads, "hidden": pooled["hidden"], "depth": pooled["depth"], "summary": pooled},
+                   checkpoint_dir / "pooled_heads.pt")
+    summary = {"steps": training.get("steps"), "wallSeconds": training.get("wallSeconds"),
+               "sequencesSeen": training.get("sequencesSeen"), "finalMode": "ternary",
+               "machine": training.get("machine"), "restoredFrom": manifest["modelId"],
+               "trainingCommand": training.get("networkFrom", {}).get("trainingCommand", training.get("command"))}
+    (checkpoint_dir / "train_summary.json").write_text(json.dumps(summary))
+    log.info("restored the network and heads of %s (%s) into %s", model_dir, manifest["modelId"], checkpoint_dir)
+    return summary
