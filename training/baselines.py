@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import shutil
 import subprocess
@@ -34,14 +35,25 @@ def run_diamond(train_records, query_records, out_dir: Path, threads: int = 2) -
     write_fasta(train_records, train_fasta)
     write_fasta(query_records, query_fasta)
     database = out_dir / "train"
-    subprocess.run(["diamond", "makedb", "--in", str(train_fasta), "--db", str(database), "--threads", str(threads),
-                    "--quiet"], check=True)
-    hits_path = out_dir / "hits.tsv"
+    hits_path, key_path = out_dir / "hits.tsv", out_dir / "hits.key"
     command = ["diamond", "blastp", "--db", str(database), "--query", str(query_fasta), "--out", str(hits_path),
                "--outfmt", "6", "qseqid", "sseqid", "pident", "bitscore", "--more-sensitive", "--evalue", "1e-3",
-               "--max-target-seqs", "25", "--threads", str(threads), "--quiet"]
-    log.info("running %s", " ".join(command))
-    subprocess.run(command, check=True)
+               "--max-target-seqs", "25", "--quiet"]
+    # The hits depend only on the two FASTA files and the search settings (not on the thread count),
+    # so a search of the same proteins reuses them.
+    digest = hashlib.sha256()
+    for part in (train_fasta.read_bytes(), query_fasta.read_bytes(), " ".join(command).encode()):
+        digest.update(hashlib.sha256(part).digest())
+    key = digest.hexdigest()
+    if hits_path.exists() and key_path.exists() and key_path.read_text() == key:
+        log.info("reusing the DIAMOND hits in %s (same proteins and settings)", hits_path)
+    else:
+        key_path.unlink(missing_ok=True)
+        subprocess.run(["diamond", "makedb", "--in", str(train_fasta), "--db", str(database), "--threads", str(threads),
+                        "--quiet"], check=True)
+        log.info("running %s", " ".join(command))
+        subprocess.run(command + ["--threads", str(threads)], check=True)
+        key_path.write_text(key)
     hits: dict[str, list[tuple[str, float, float]]] = collections.defaultdict(list)
     with open(hits_path) as handle:
         for line in handle:

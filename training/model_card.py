@@ -5,6 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
+# How the model card names what the pooled heads average, by model.POOLING_MODES.
+POOLING_PHRASE = {
+    "final": " (mean of the final states)",
+    "layers_and_composition": (" (mean of every layer's output states, of the final states and of the one-hot tokens, "
+                               "the residue composition; standardized)"),
+}
+
+
 def _joined(heads: list[str]) -> str:
     """Head names in the order localization, GO, function, as words: "localization, GO and function"."""
     names = [{"go": "GO"}.get(h, h) for h in ("localization", "go", "function") if h in heads]
@@ -69,7 +77,8 @@ def write_model_card(out: Path, manifest: dict, meta: dict) -> None:
         pooled_refit_line = (
             f"- Pooled heads refit after training: the network frozen, the {_joined(pooled['heads'])} heads replaced "
             f"by MLPs ({pooled['depth']} hidden layers of {pooled['hidden']} units, GELU, dropout {pooled['dropout']}) "
-            f"fitted on the pooled states of {pooled['proteins']} training proteins for {pooled['epochs']} epochs, keeping "
+            f"fitted on the pooled states of {pooled['proteins']} training proteins{POOLING_PHRASE.get(pooled.get('pooling'), '')} "
+            f"for {pooled['epochs']} epochs, keeping "
             f"epoch {pooled['bestEpoch']}, the one with the lowest loss on the {pooled['validationProteins']} validation "
             f"proteins, in {pooled['seconds']} s.\n")
     domain_limit_line = ""

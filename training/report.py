@@ -28,6 +28,7 @@ from .evaluate import (
     information_content, label_ancestor_matrix, matthews, predict, propagate_scores, smin, tune_domain_decoding,
     tune_thresholds, unigram_perplexity,
 )
+from .model_card import POOLING_PHRASE
 from .restore import load_network
 from .train import build_model
 
@@ -299,7 +300,8 @@ def training_text(manifest: dict, twin_summary: dict | None, config: dict) -> st
     if pooled:
         lines.append(f"- After training, the model and the twin each get refitted heads on their frozen network: the "
                      f"domain head, and MLP localization, GO and function heads ({pooled['depth']} hidden layers of "
-                     f"{pooled['hidden']} units) fitted on the pooled states of {pooled['proteins']} training proteins, "
+                     f"{pooled['hidden']} units) fitted on the pooled states of {pooled['proteins']} training proteins"
+                     f"{POOLING_PHRASE.get(pooled.get('pooling'), '')}, "
                      f"with the epoch chosen on validation loss.")
     return "\n".join(lines)
 

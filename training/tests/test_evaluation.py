@@ -1,6 +1,11 @@
 """Unit tests of domain labels and span decoding, the CAFA metrics and the homology-transfer baselines."""
 
+import shutil
+import subprocess
+import tempfile
 import unittest
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -165,6 +170,22 @@ class BaselineTest(unittest.TestCase):
     def test_frequency_baseline_counts_only_proteins_annotated_in_the_aspect(self):
         result = baselines.frequency_predictions([{"accession": "q"}], self.train, self.meta)
         np.testing.assert_allclose(result["go"][0], [0.5, 0.5, 1.0])
+
+    @unittest.skipIf(shutil.which("diamond") is None, "needs Debian's diamond-aligner")
+    def test_diamond_search_is_reused_for_the_same_proteins(self):
+        sequence = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWSTPSELGHAGLNGDILVWNPVLEDAFELSSMGIRVDADTLKHQLALTGDEDRLELEWHQALLRGEMPQTIGGGIGQSRLTMLLLQLPHIGQVQAGVWPAACRAHVEIL"
+        train = [{"accession": "t1", "sequence": sequence}, {"accession": "t2", "sequence": sequence[::-1]}]
+        queries = [{"accession": "q1", "sequence": sequence[:150] + "W" + sequence[151:]}]
+        with tempfile.TemporaryDirectory() as directory, \
+                mock.patch("training.baselines.subprocess.run", wraps=subprocess.run) as run:
+            first = baselines.run_diamond(train, queries, Path(directory), threads=1)
+            searches = run.call_count
+            second = baselines.run_diamond(train, queries, Path(directory), threads=2)
+            self.assertEqual(run.call_count, searches, "the same proteins and settings must reuse the hits")
+            self.assertEqual(first, second)
+            self.assertEqual(first["q1"][0][0], "t1")
+            baselines.run_diamond(train, queries + [{"accession": "q2", "sequence": sequence[10:200]}], Path(directory), 1)
+            self.assertEqual(run.call_count, 2 * searches, "other queries must search again")
 
 
 if __name__ == "__main__":
