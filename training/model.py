@@ -198,7 +198,7 @@ def head_classes(head: nn.Module) -> int:
 
 
 POOLED_HEADS = ("localization", "go", "function")
-# What the pooled heads read, averaged over the sequence's positions: "final" is the final states;
+# What the pooled heads read, averaged over the sequence's positions. "final" is the final states.
 # "layers_and_composition" is every layer's output states, the final states and the one-hot tokens
 # (so the residue composition), side by side. Both are sums over positions, so a cached prefix
 # carries them in past_state_sum.
@@ -264,8 +264,8 @@ class ProteinBitNet(nn.Module):
     def replace_pooled_heads(self, hidden: int, depth: int, dropout: float = 0.0, pooling: str = "final") -> None:
         """Put freshly initialized heads of `depth` hidden layers of `hidden` units in place of the pooled heads.
 
-        The heads read `pooling` (see POOLING_MODES); heads on more than the final states start with
-        a Standardize, whose mean and scale the refit sets from the training proteins.
+        The heads read `pooling` (see POOLING_MODES). Heads on more than the final states start with
+        a Standardize; the refit sets its mean and scale from the training proteins.
         """
         if pooling not in POOLING_MODES:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLING_MODES)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-# How the model card names what the pooled heads average, by model.POOLING_MODES.
+# Phrase naming what the pooled heads average, per pooling mode (model.POOLING_MODES).
 POOLING_PHRASE = {
     "final": " (mean of the final states)",
     "layers_and_composition": (" (mean of every layer's output states, of the final states and of the one-hot tokens, "

@@ -37,7 +37,7 @@ def exported_state(onnx_path: Path) -> dict[str, torch.Tensor]:
 def load_network(model, checkpoint: Path, ternary: bool) -> None:
     """Load final.pt into model: a trained checkpoint (frozen here when ternary) or a restored frozen one.
 
-    A restored checkpoint holds no head that a refit replaces; those come from domain_head.pt and
+    A restored checkpoint has no head that a refit replaces; those come from domain_head.pt and
     pooled_heads.pt (or keep their fresh initialization until a refit).
     """
     saved = torch.load(checkpoint)
@@ -48,7 +48,7 @@ def load_network(model, checkpoint: Path, ternary: bool) -> None:
             model.freeze()
         return
     if not ternary:
-        raise ValueError(f"{checkpoint} holds a frozen ternary network, not a full-precision one")
+        raise ValueError(f"{checkpoint} contains a frozen ternary network, not a full-precision one")
     model.set_quantization("ternary")
     model.freeze()
     missing, unexpected = model.load_state_dict(saved["model"], strict=False)

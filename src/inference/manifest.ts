@@ -92,7 +92,7 @@ const domainHeadSchema = z
  * Names and sizes of the prefix-cache inputs and outputs. past_key_<i> and past_value_<i> are
  * float32 [batch, heads, past, headDim] per layer, past_state_sum is [batch, stateSumWidth], and
  * the present outputs cover past and current positions. stateSumWidth is the width of what the
- * pooled heads average (dModel, the final states, unless the manifest says otherwise).
+ * pooled heads average: dModel (the final states) unless the manifest gives another.
  */
 const prefixCacheSchema = z
   .object({

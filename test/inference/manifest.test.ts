@@ -180,7 +180,7 @@ describe('loadModelPackage', () => {
     });
   });
 
-  test('takes the state sum as wide as dModel when the manifest does not say', async () => {
+  test('stateSumWidth defaults to dModel', async () => {
     const prefixCache = {
       pastKeys: ['past_key_0'],
       pastValues: ['past_value_0'],

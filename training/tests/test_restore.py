@@ -21,7 +21,7 @@ POOLED = {"hidden": 12, "depth": 2, "heads": ["function", "go", "localization"],
 
 
 def shipped_model():
-    """A frozen model with refitted heads, as the export step sees it."""
+    """A frozen model with refitted heads, as the export step receives it."""
     torch.manual_seed(4)
     model = build_model(MODEL, META)
     model.set_quantization("ternary")
