@@ -318,7 +318,7 @@ export class Daemon {
     // negative ack), and mqtt.js then resends the publish after every reconnect. The limit sits
     // well above the request limit, so oversized requests reach the daemon and get an error.
     const brokerLimit = Math.max(2 * this.config.mqtt.maxPayloadBytes, EMBEDDED_BROKER_MIN_PACKET_BYTES);
-    const broker = new EmbeddedBroker({ host: plan.host, port: plan.port, logger: this.logger, maxPayloadBytes: brokerLimit });
+    const broker = new EmbeddedBroker({ host: plan.host, port: plan.port, logger: this.rootLogger, maxPayloadBytes: brokerLimit });
     const address = await broker.start();
     this.started.push({ name: 'broker', stop: () => broker.stop() });
     return { url: brokerUrl(address.host, address.port), embedded: true };

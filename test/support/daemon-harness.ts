@@ -14,7 +14,10 @@ export class DaemonHarness {
   endpoints!: DaemonEndpoints;
   probe!: MqttProbe;
 
-  constructor(dir?: string) {
+  constructor(
+    dir?: string,
+    private readonly logger: pino.Logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+  ) {
     this.dir = dir ?? mkdtempSync(path.join(tmpdir(), 'bitnet-e2e-'));
   }
 
@@ -32,7 +35,7 @@ export class DaemonHarness {
         ...env,
       },
     });
-    this.daemon = new Daemon(this.config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
+    this.daemon = new Daemon(this.config, this.logger);
     this.endpoints = await this.daemon.start();
 
     this.probe = new MqttProbe(this.endpoints.brokerUrl);
