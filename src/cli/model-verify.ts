@@ -148,16 +148,24 @@ function report(
   ];
 
   let over = 0;
-  const format = (difference: number | undefined): string => {
+  const failing: string[] = [];
+  const format = (difference: number | undefined, failed: string[], run: string): string => {
     if (difference === undefined) return 'n/a';
-    if (difference > tolerance) over += 1;
+    if (difference > tolerance) {
+      over += 1;
+      failed.push(run);
+    }
     return difference.toExponential(2);
   };
   for (const name of onePass.keys()) {
-    lines.push(`${name.padEnd(24)}${format(onePass.get(name)).padStart(14)}${format(split?.get(name)).padStart(14)}`);
+    const failed: string[] = [];
+    const onePassText = format(onePass.get(name), failed, 'one pass');
+    const splitText = format(split?.get(name), failed, 'prefix split');
+    lines.push(`${name.padEnd(24)}${onePassText.padStart(14)}${splitText.padStart(14)}`);
+    if (failed.length > 0) failing.push(`${name} (${failed.join(', ')})`);
   }
   if (!split) lines.push('prefix split: not run, because the model has no prefix-cache inputs');
-  lines.push(over === 0 ? `ok: every difference is within ${tolerance}` : `FAILED: ${over} differences are over ${tolerance}`);
+  lines.push(over === 0 ? `ok: every difference is within ${tolerance}` : `FAILED: over ${tolerance}: ${failing.join('; ')}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   return over;
 }

@@ -66,14 +66,14 @@ describe('bitnet-edge model verify', () => {
     expect(onePass).toBeGreaterThan(0.45);
     expect(split).toBeGreaterThan(0.45);
     expect(differencesOf(result.stdout, 'go_logits')[0]).toBeLessThan(0.05);
-    expect(result.stdout).toContain('FAILED: 2 differences are over 0.05');
+    expect(result.stdout).toContain('FAILED: over 0.05: lm_logits (one pass, prefix split)\n');
   });
 
   test('tolerance flag sets the limit', () => {
     const result = verify('--tolerance', '0.0000001');
 
     expect(result.status).toBe(1);
-    expect(result.stdout).toMatch(/FAILED: \d+ differences are over 1e-7/);
+    expect(result.stdout).toMatch(/FAILED: over 1e-7: localization_logits \(one pass, prefix split\); go_logits/);
   });
 
   test('reference of another shape is rejected', () => {
