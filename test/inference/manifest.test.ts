@@ -5,6 +5,19 @@ import { loadModelPackage, ModelPackageError, type ModelPackage } from '../../sr
 import type { GraphInfo } from '../../src/inference/protocol';
 import { makeManifest, makeTempDir, writePackage } from './fixtures';
 
+/** Prefix-cache names and sizes of a one-layer model, without stateSumWidth. */
+const PREFIX_CACHE = {
+  pastKeys: ['past_key_0'],
+  pastValues: ['past_value_0'],
+  pastStateSum: 'past_state_sum',
+  presentKeys: ['present_key_0'],
+  presentValues: ['present_value_0'],
+  stateSum: 'state_sum',
+  heads: 4,
+  headDim: 16,
+  dModel: 64,
+};
+
 describe('loadModelPackage', () => {
   let dir: string;
 
@@ -181,20 +194,9 @@ describe('loadModelPackage', () => {
   });
 
   test('stateSumWidth defaults to dModel', async () => {
-    const prefixCache = {
-      pastKeys: ['past_key_0'],
-      pastValues: ['past_value_0'],
-      pastStateSum: 'past_state_sum',
-      presentKeys: ['present_key_0'],
-      presentValues: ['present_value_0'],
-      stateSum: 'state_sum',
-      heads: 4,
-      headDim: 16,
-      dModel: 64,
-    };
-    writePackage(dir, { ...makeManifest(), prefixCache });
+    writePackage(dir, { ...makeManifest(), prefixCache: PREFIX_CACHE });
     expect((await loadModelPackage(dir)).manifest.prefixCache?.stateSumWidth).toBe(64);
-    writePackage(dir, { ...makeManifest(), prefixCache: { ...prefixCache, stateSumWidth: 345 } });
+    writePackage(dir, { ...makeManifest(), prefixCache: { ...PREFIX_CACHE, stateSumWidth: 345 } });
     expect((await loadModelPackage(dir)).manifest.prefixCache?.stateSumWidth).toBe(345);
   });
 
@@ -266,18 +268,7 @@ describe('checkGraph', () => {
       ...pkg,
       manifest: {
         ...manifest,
-        prefixCache: {
-          pastKeys: ['past_key_0'],
-          pastValues: ['past_value_0'],
-          pastStateSum: 'past_state_sum',
-          presentKeys: ['present_key_0'],
-          presentValues: ['present_value_0'],
-          stateSum: 'state_sum',
-          heads: 4,
-          headDim: 16,
-          dModel: 64,
-          stateSumWidth: 345,
-        },
+        prefixCache: { ...PREFIX_CACHE, stateSumWidth: 345 },
       },
     };
 
