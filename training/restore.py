@@ -18,6 +18,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from .model import POOLED_HEADS, Standardize
 from .train import build_model
 
 log = logging.getLogger("training.restore")
@@ -32,6 +33,23 @@ def exported_state(onnx_path: Path) -> dict[str, torch.Tensor]:
     graph = onnx.load(str(onnx_path)).graph
     return {initializer.name[len(EXPORTED_PREFIX):]: torch.from_numpy(numpy_helper.to_array(initializer).copy())
             for initializer in graph.initializer if initializer.name.startswith(EXPORTED_PREFIX)}
+
+
+def share_standardization(state: dict[str, torch.Tensor], model) -> None:
+    """Give every pooled head the standardization buffers that the exporter stored once.
+
+    The refit sets the same mean and scale in the Standardize of each pooled head, and the exporter
+    keeps one initializer for identical tensors, so the graph names them after one head only.
+    """
+    heads = [head for head in POOLED_HEADS if getattr(model, f"{head}_head", None) is not None]
+    if not any(isinstance(module, Standardize) for head in heads for module in getattr(model, f"{head}_head").modules()):
+        return
+    for buffer in ("mean", "scale"):
+        names = [f"{head}_head.0.{buffer}" for head in heads]
+        stored = [state[name] for name in names if name in state]
+        for name in names:
+            if stored:
+                state.setdefault(name, stored[0])
 
 
 def load_network(model, checkpoint: Path, ternary: bool) -> None:
@@ -70,6 +88,7 @@ def restore_checkpoints(config: dict, meta: dict, model_dir: Path, checkpoint_di
     if pooled:
         model.replace_pooled_heads(pooled["hidden"], pooled["depth"], pooling=pooled.get("pooling", "final"))
     state = exported_state(model_dir / manifest.get("exportedOnnxFile", "model.onnx"))
+    share_standardization(state, model)
     # Strict: every weight of the configured network must come from the file, and nothing else. The
     # exporter stores identical tensors once (an untrained LayerNorm's ones, say); a trained network
     # has none, and one left out would stop the restore here.

@@ -20,19 +20,25 @@ DOMAIN = {"hidden": 8, "lookahead": 2, "steps": 1}
 POOLED = {"hidden": 12, "depth": 2, "heads": ["function", "go", "localization"], "proteins": 10}
 
 
-def shipped_model():
+def shipped_model(pooling: str):
     """A frozen model with refitted heads, as the export step receives it."""
     torch.manual_seed(4)
     model = build_model(MODEL, META)
     model.set_quantization("ternary")
     model.freeze()
     model.replace_domain_head(DOMAIN["hidden"], DOMAIN["lookahead"])
-    model.replace_pooled_heads(POOLED["hidden"], POOLED["depth"])
-    # Training leaves every norm with its own values; the exporter stores identical tensors once.
+    model.replace_pooled_heads(POOLED["hidden"], POOLED["depth"], pooling=pooling)
     with torch.no_grad():
+        # Training leaves every norm with its own values; the exporter stores identical tensors once.
         for name, parameter in model.named_parameters():
             if "norm" in name:
                 parameter.add_(torch.randn_like(parameter) * 0.1)
+        if pooling != "final":
+            # The refit gives every pooled head the same standardization, so the graph stores it once.
+            mean, scale = torch.randn(model.pooled_width()), torch.rand(model.pooled_width()) + 0.5
+            for head in (model.localization_head, model.go_head, model.function_head):
+                head[0].mean.copy_(mean)
+                head[0].scale.copy_(scale)
     return model.eval()
 
 
@@ -42,12 +48,15 @@ class RestoreTest(unittest.TestCase):
         self.root = Path(self.directory.name)
         self.model_dir = self.root / "model"
         self.model_dir.mkdir()
-        self.shipped = shipped_model()
+        self.ship("final")
+
+    def ship(self, pooling: str) -> None:
+        self.shipped = shipped_model(pooling)
         export_onnx(self.shipped, self.model_dir / "model.onnx")
         self.manifest = {"modelId": "sha256:test", "exportedOnnxFile": "model.onnx",
                          "training": {"steps": 7, "wallSeconds": 3, "sequencesSeen": 56, "machine": "test machine",
                                       "command": "python3 -m training.build --config c.json",
-                                      "domainHeadRefit": DOMAIN, "pooledHeadsRefit": POOLED}}
+                                      "domainHeadRefit": DOMAIN, "pooledHeadsRefit": dict(POOLED, pooling=pooling)}}
         (self.model_dir / "manifest.json").write_text(json.dumps(self.manifest))
 
     def tearDown(self):
@@ -60,18 +69,28 @@ class RestoreTest(unittest.TestCase):
         load_pooled_heads(model, checkpoints)
         return model.eval()
 
-    def test_restored_model_gives_the_shipped_outputs(self):
-        checkpoints = self.root / "checkpoints"
-        summary = restore_checkpoints({"model": MODEL}, META, self.model_dir, checkpoints)
-        self.assertEqual((summary["steps"], summary["restoredFrom"]), (7, "sha256:test"))
-        self.assertEqual(summary["trainingCommand"], "python3 -m training.build --config c.json")
+    def check_restored_outputs(self, checkpoints: Path) -> None:
         model = self.restored(checkpoints)
         self.assertEqual(model.domain_lookahead, 2)
+        self.assertEqual(model.pooling, self.shipped.pooling)
         ids = torch.tensor([encode("MKTAYIAKQRQISFVKSHFSRQ")])
         with torch.no_grad():
             expected, actual = self.shipped(ids, torch.ones_like(ids)), model(ids, torch.ones_like(ids))
         for name in ("localization_logits", "go_logits", "function_logits", "domain_logits", "lm_logits"):
             torch.testing.assert_close(actual[name], expected[name], atol=0, rtol=0)
+
+    def test_restored_model_gives_the_shipped_outputs(self):
+        checkpoints = self.root / "checkpoints"
+        summary = restore_checkpoints({"model": MODEL}, META, self.model_dir, checkpoints)
+        self.assertEqual((summary["steps"], summary["restoredFrom"]), (7, "sha256:test"))
+        self.assertEqual(summary["trainingCommand"], "python3 -m training.build --config c.json")
+        self.check_restored_outputs(checkpoints)
+
+    def test_restores_the_standardization_that_the_graph_stores_once(self):
+        self.ship("layers_and_composition")
+        checkpoints = self.root / "checkpoints"
+        restore_checkpoints({"model": MODEL}, META, self.model_dir, checkpoints)
+        self.check_restored_outputs(checkpoints)
 
     def test_final_checkpoint_leaves_out_the_refitted_heads(self):
         checkpoints = self.root / "checkpoints"
