@@ -198,7 +198,7 @@ def head_classes(head: nn.Module) -> int:
 
 
 POOLED_HEADS = ("localization", "go", "function")
-# What the pooled heads read, averaged over the sequence's positions. "final" is the final states.
+# Inputs of the pooled heads, averaged over the sequence's positions. "final" is the final states.
 # "layers_and_composition" is every layer's output states, the final states and the one-hot tokens
 # (so the residue composition), side by side. Both are sums over positions, so a cached prefix
 # carries them in past_state_sum.

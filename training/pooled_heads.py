@@ -93,10 +93,11 @@ def fit_pooled_heads(model, records, validation, meta: dict, config: dict, seed:
         # A feature that is constant over the training proteins (a token that never occurs) keeps scale 1.
         mean, scale = states.mean(dim=0), states.std(dim=0)
         scale = torch.where(scale > 1e-6, scale, torch.ones_like(scale))
-        for head in POOLED_HEADS:
-            if getattr(model, f"{head}_head") is not None:
-                getattr(model, f"{head}_head")[0].mean.copy_(mean)
-                getattr(model, f"{head}_head")[0].scale.copy_(scale)
+        for name in POOLED_HEADS:
+            head = getattr(model, f"{name}_head")
+            if head is not None:
+                head[0].mean.copy_(mean)
+                head[0].scale.copy_(scale)
 
     parameters = [p for head in POOLED_HEADS if getattr(model, f"{head}_head") is not None
                   for p in getattr(model, f"{head}_head").parameters()]

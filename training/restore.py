@@ -24,7 +24,7 @@ from .train import build_model
 log = logging.getLogger("training.restore")
 
 # Parameter names of the heads that the refit steps replace; a restored final.pt leaves them out.
-REFITTED_HEADS = ("domain_head.", "localization_head.", "go_head.", "function_head.")
+REFITTED_HEADS = ("domain_head.",) + tuple(f"{head}_head." for head in POOLED_HEADS)
 EXPORTED_PREFIX = "model."
 
 
@@ -47,9 +47,10 @@ def share_standardization(state: dict[str, torch.Tensor], model) -> None:
     for buffer in ("mean", "scale"):
         names = [f"{head}_head.0.{buffer}" for head in heads]
         stored = [state[name] for name in names if name in state]
+        if not stored:
+            continue
         for name in names:
-            if stored:
-                state.setdefault(name, stored[0])
+            state.setdefault(name, stored[0])
 
 
 def load_network(model, checkpoint: Path, ternary: bool) -> None:
