@@ -293,9 +293,12 @@ def training_text(manifest: dict, twin_summary: dict | None, config: dict) -> st
                          f"which was trained by `{origin.get('trainingCommand')}`; the steps, sequences and time above "
                          f"are that training run's.")
     if twin_summary:
+        # A twin trained for a fixed step count has no wall-clock budget in its summary.
+        step_limit = (f" --max-steps {twin_summary['maxSteps']}"
+                      if "wallBudgetSeconds" in twin_summary and twin_summary["wallBudgetSeconds"] is None else "")
         lines.append(f"- Full-precision twin: {twin_summary['steps']} steps, {twin_summary['sequencesSeen']} sequences, "
                      f"{twin_summary['wallSeconds']} s, float32 weights and activations throughout. Command: "
-                     f"`python3 -m training.build --config <config> --twin`.")
+                     f"`python3 -m training.build --config <config> --twin{step_limit}`.")
     pooled = training.get("pooledHeadsRefit")
     if pooled:
         lines.append(f"- After training, the model and the twin each get refitted heads on their frozen network: the "

@@ -224,7 +224,10 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
     torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step, "mode": final_mode},
                out_dir / "final.pt")
     summary = {"steps": step, "wallSeconds": round(wall), "sequencesSeen": sequences_seen,
-               "parameters": parameters, "finalMode": mode}
+               "parameters": parameters, "finalMode": mode, "maxSteps": max_steps,
+               # None when --max-steps turned the wall-clock budget off.
+               "wallBudgetSeconds": budget if math.isfinite(budget) else None,
+               "stoppedBy": "max_steps" if step >= max_steps else "wall_seconds"}
     log.info("training finished: %s", summary)
     with open(out_dir / "train_summary.json", "w") as handle:
         json.dump(summary, handle)
