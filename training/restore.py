@@ -18,7 +18,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from .model import POOLED_HEADS, Standardize
+from .model import POOLED_HEADS
 from .train import build_model
 
 log = logging.getLogger("training.restore")
@@ -42,8 +42,7 @@ def share_standardization(state: dict[str, torch.Tensor], model) -> None:
     keeps one initializer for identical tensors, so the graph names them after one head only.
     """
     heads = [head for head in POOLED_HEADS if getattr(model, f"{head}_head", None) is not None]
-    if not any(isinstance(module, Standardize) for head in heads for module in getattr(model, f"{head}_head").modules()):
-        return
+    # Heads without a Standardize have no such buffers in the graph, so nothing is copied for them.
     for buffer in ("mean", "scale"):
         names = [f"{head}_head.0.{buffer}" for head in heads]
         stored = [state[name] for name in names if name in state]
