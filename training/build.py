@@ -27,11 +27,11 @@ import torch
 
 from . import data, domains
 from .evaluate import evaluate, evaluation_sets, predict, unigram_perplexity
-from .export import OPSET, export_onnx, write_reference
+from .export import OPSET, export_onnx, reference_document, reference_entry, write_reference, write_reference_document
 from .model import BOS_ID, EOS_ID, PAD_ID, UNK_ID, VOCAB, count_parameters
-from .domain_head import fit_domain_head
+from .domain_head import domain_head_proteins, fit_domain_head
 from .model_card import write_model_card
-from .pooled_heads import fit_pooled_heads
+from .pooled_heads import fit_pooled_heads, network_states, pooled_head_proteins, set_pooling
 from .quantize import quantize_model
 from .restore import load_network, restore_checkpoints
 from .train import build_model, train
@@ -49,18 +49,48 @@ RUNTIME_FORMAT_NOTE = ("int8: each BitLinear is a MatMulInteger of the per-token
                        "the same codes dequantized to float32")
 
 
-def refit_domain_head(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: bool) -> None:
-    """Refit the domain head of checkpoint_dir/final.pt (frozen ternary or float) into domain_head.pt."""
+def refit_heads(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: bool,
+                domain: bool = True, pooled: bool = True) -> None:
+    """Refit the domain head into domain_head.pt and the pooled heads into pooled_heads.pt (each when
+    asked and configured) on the frozen network of checkpoint_dir/final.pt (ternary or float).
+
+    The pooled heads' training proteins start with the domain head's, so when both are refitted one
+    forward pass over them gives the final states of the one and the pooled states of the other.
+    """
     dataset = json.loads(labels_path.read_text())
-    meta = dataset["meta"]
-    if not meta.get("domainFamilies") or "domain_head" not in config["train"]:
+    meta, records = dataset["meta"], dataset["records"]
+    domain = domain and bool(meta.get("domainFamilies")) and "domain_head" in config["train"]
+    pooled = pooled and "pooled_heads" in config["train"]
+    if not (domain or pooled):
         return
     torch.set_num_threads(config["train"]["threads"])
     model = build_model(config["model"], meta)
     load_network(model, checkpoint_dir / "final.pt", ternary)
-    summary = fit_domain_head(model, dataset["records"], meta["domainFamilies"], config, config["seed"])
-    torch.save({"domain_head": model.domain_head.state_dict(), "hidden": summary["hidden"],
-                "lookahead": summary["lookahead"], "summary": summary}, checkpoint_dir / "domain_head.pt")
+    seed = config["seed"]
+    domain_proteins = domain_head_proteins(records, config, seed) if "domain_head" in config["train"] else []
+    residue_states, pooled_states, seconds = None, None, 0.0
+    if domain and pooled and config["model"]["max_length"] == config["eval"]["eval_length"]:
+        started = time.monotonic()
+        pooled_proteins = pooled_head_proteins(records, config, seed, domain_proteins)
+        set_pooling(model, config)
+        pooled_states, final = network_states(model, pooled_proteins, config["eval"]["eval_length"],
+                                              set(range(len(domain_proteins))))
+        residue_states = final[:len(domain_proteins)]
+        seconds = time.monotonic() - started
+        log.info("network states of %d proteins (%d with final states) in %.0f s",
+                 len(pooled_proteins), len(domain_proteins), seconds)
+    if domain:
+        summary = fit_domain_head(model, domain_proteins, meta["domainFamilies"], config, seed, residue_states, seconds)
+        residue_states = None
+        torch.save({"domain_head": model.domain_head.state_dict(), "hidden": summary["hidden"],
+                    "lookahead": summary["lookahead"], "summary": summary}, checkpoint_dir / "domain_head.pt")
+    if pooled:
+        validation, _ = evaluation_sets(records, config)
+        summary = fit_pooled_heads(model, pooled_head_proteins(records, config, seed, domain_proteins), validation,
+                                   meta, config, seed, pooled_states, seconds)
+        heads = {name: getattr(model, f"{name}_head").state_dict() for name in summary["heads"]}
+        torch.save({"heads": heads, "hidden": summary["hidden"], "depth": summary["depth"], "summary": summary},
+                   checkpoint_dir / "pooled_heads.pt")
 
 
 def load_domain_head(model, checkpoint_dir: Path) -> dict | None:
@@ -76,21 +106,6 @@ def load_domain_head(model, checkpoint_dir: Path) -> dict | None:
     model.domain_head.load_state_dict(saved["domain_head"])
     model.domain_head.eval()
     return saved["summary"]
-
-
-def refit_pooled_heads(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: bool) -> None:
-    """Refit the pooled heads of checkpoint_dir/final.pt (frozen ternary or float) into pooled_heads.pt."""
-    if "pooled_heads" not in config["train"]:
-        return
-    dataset = json.loads(labels_path.read_text())
-    torch.set_num_threads(config["train"]["threads"])
-    model = build_model(config["model"], dataset["meta"])
-    load_network(model, checkpoint_dir / "final.pt", ternary)
-    validation, _ = evaluation_sets(dataset["records"], config)
-    summary = fit_pooled_heads(model, dataset["records"], validation, dataset["meta"], config, config["seed"])
-    heads = {name: getattr(model, f"{name}_head").state_dict() for name in summary["heads"]}
-    torch.save({"heads": heads, "hidden": summary["hidden"], "depth": summary["depth"], "summary": summary},
-               checkpoint_dir / "pooled_heads.pt")
 
 
 def load_pooled_heads(model, checkpoint_dir: Path) -> dict | None:
@@ -134,6 +149,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--redo", choices=STEPS, help="recompute this step and every later one")
     parser.add_argument("--wall-seconds", type=float, help="training wall-clock budget in seconds (overrides the config)")
     parser.add_argument("--threads", type=int, help="torch threads for training and evaluation (overrides the config)")
+    parser.add_argument("--processes", type=int,
+                        help="training processes that share --threads, each running part of every batch "
+                             "(overrides the config's train.processes)")
     parser.add_argument("--max-steps", type=int,
                         help="train exactly this many steps whatever the time taken (overrides the config's max_steps "
                              "and ignores the wall-clock budget), for example the step count of the model a twin is "
@@ -293,6 +311,8 @@ def main(argv=None) -> int:
         config = json.load(handle)
     if arguments.threads:
         config["train"]["threads"] = arguments.threads
+    if arguments.processes:
+        config["train"]["processes"] = arguments.processes
     wall_seconds = arguments.wall_seconds
     if arguments.max_steps:
         config["train"]["max_steps"] = arguments.max_steps
@@ -344,10 +364,9 @@ def main(argv=None) -> int:
         twin_dir = run_dir / "twin"
         if step_needed("train", twin_dir / "final.pt", redo):
             train(twin_config, labels_path, twin_dir, wall_seconds)
-        if step_needed("domain_head", twin_dir / "domain_head.pt", redo):
-            refit_domain_head(twin_config, labels_path, twin_dir, ternary=False)
-        if step_needed("pooled_heads", twin_dir / "pooled_heads.pt", redo):
-            refit_pooled_heads(twin_config, labels_path, twin_dir, ternary=False)
+        refit_heads(twin_config, labels_path, twin_dir, ternary=False,
+                    domain=step_needed("domain_head", twin_dir / "domain_head.pt", redo),
+                    pooled=step_needed("pooled_heads", twin_dir / "pooled_heads.pt", redo))
         return 0
 
     checkpoint_dir = run_dir / "checkpoints"
@@ -357,10 +376,9 @@ def main(argv=None) -> int:
     elif step_needed("train", final_checkpoint, redo):
         train(config, labels_path, checkpoint_dir, wall_seconds)
     train_summary = json.loads((checkpoint_dir / "train_summary.json").read_text())
-    if step_needed("domain_head", checkpoint_dir / "domain_head.pt", redo):
-        refit_domain_head(config, labels_path, checkpoint_dir, ternary=True)
-    if step_needed("pooled_heads", checkpoint_dir / "pooled_heads.pt", redo):
-        refit_pooled_heads(config, labels_path, checkpoint_dir, ternary=True)
+    refit_heads(config, labels_path, checkpoint_dir, ternary=True,
+                domain=step_needed("domain_head", checkpoint_dir / "domain_head.pt", redo),
+                pooled=step_needed("pooled_heads", checkpoint_dir / "pooled_heads.pt", redo))
 
     with open(labels_path) as handle:
         dataset = json.load(handle)
@@ -379,7 +397,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(config["train"]["threads"])
     log.info("predicting %d validation and %d test proteins", len(validation), len(test))
     validation_predictions = predict(model, validation, eval_config["eval_length"])
-    test_predictions = predict(model, test, eval_config["eval_length"])
+    # The test predictions keep the first 16 positions' outputs for the reference file of model verify.
+    test_predictions = predict(model, test, eval_config["eval_length"], reference_positions=16)
     thresholds, metrics = evaluate(meta, validation, validation_predictions, test, test_predictions,
                                    go_train_frequencies(records, meta))
     metrics["lm"]["unigramBaselinePerplexity"] = round(
@@ -391,7 +410,9 @@ def main(argv=None) -> int:
                               f"thresholds tuned on {len(validation)} validation proteins")
     short_test = [r for r in test if len(r["sequence"]) <= 80][:8]
     write_reference(model, out / "reference.json", short_test, eval_config["eval_length"])
-    write_reference(model, run_dir / "reference-test.json", test, eval_config["eval_length"], positions=16)
+    write_reference_document(run_dir / "reference-test.json", reference_document(
+        [reference_entry(record, tokens, outputs, 16)
+         for record, tokens, outputs in zip(test, test_predictions["tokens"], test_predictions["outputs"])], 16))
 
     split_sizes = meta["sequencesPerSplit"]
     command = "python3 -m training.build " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

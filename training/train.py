@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from .domains import residue_labels
@@ -74,12 +78,14 @@ def make_batch(records, token_lists, go_size: int, localization_size: int, funct
 
 def go_label_mask(aspects_per_row: list[str], label_aspects: list[str], device=None) -> torch.Tensor:
     """Return 1 where the protein has annotations in the label's aspect (else the label is unknown)."""
-    mask = torch.zeros((len(aspects_per_row), len(label_aspects)), device=device)
+    names = sorted(set(label_aspects))
+    annotated = torch.zeros((len(aspects_per_row), len(names)))
     for row, aspects in enumerate(aspects_per_row):
-        for column, aspect in enumerate(label_aspects):
-            if aspect in aspects:
-                mask[row, column] = 1
-    return mask
+        for column, name in enumerate(names):
+            if name in aspects:
+                annotated[row, column] = 1
+    columns = torch.tensor([names.index(aspect) for aspect in label_aspects], dtype=torch.long)
+    return annotated[:, columns].to(device)
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -90,25 +96,70 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) 
     return (losses * mask).sum() / mask.sum()
 
 
-def compute_losses(model, batch, label_aspects):
-    outputs = model(batch["input_ids"], batch["attention_mask"])
+def loss_denominators(batch, label_aspects) -> dict[str, torch.Tensor]:
+    """Count, over the whole batch, the entries that each head's mean loss averages over."""
+    go_mask = go_label_mask(batch["go_aspects"], label_aspects, batch["go"].device)
+    counts = {
+        "lm": (batch["input_ids"][:, 1:] != PAD_ID).sum(),
+        "localization": batch["localization_mask"].sum() * batch["localization"].shape[1],
+        "go": go_mask.sum(),
+        "function": batch["function_mask"].sum() * batch["function"].shape[1],
+        "domain": (batch["domains"] != -100).sum(),
+    }
+    return {name: count.to(torch.float32) for name, count in counts.items()}
+
+
+def batch_rows(batch, rows: slice):
+    """Return the rows of a batch, cut after the last column that one of them uses.
+
+    Attention is causal and pads sit on the right, so dropping pad columns leaves every real
+    position's outputs unchanged.
+    """
+    part = {key: value[rows] for key, value in batch.items()}
+    used = int(part["attention_mask"].sum(dim=1).max()) if len(part["attention_mask"]) else 0
+    for key in ("input_ids", "attention_mask", "domains"):
+        part[key] = part[key][:, :max(used, 1)]
+    return part
+
+
+def summed_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * mask).sum()
+
+
+def compute_losses(model, batch, label_aspects, rows: slice | None = None, denominators=None):
+    """Return each head's loss: the mean over the whole batch of the entries that it counts.
+
+    With `rows`, the model runs on those rows only and each loss is their share of the whole
+    batch's mean (a sum over the rows divided by `denominators`, the whole batch's counts), so the
+    shares of all row ranges add up to the loss of the whole batch. A head without any counted
+    entry in the batch has loss 0.
+    """
+    denominators = denominators if denominators is not None else loss_denominators(batch, label_aspects)
+    part = batch if rows is None else batch_rows(batch, rows)
+    outputs = model(part["input_ids"], part["attention_mask"])
+
+    def share(total: torch.Tensor, name: str) -> torch.Tensor:
+        return total / denominators[name] if denominators[name] > 0 else total * 0.0
+
     lm_logits = outputs["lm_logits"][:, :-1]
-    targets = batch["input_ids"][:, 1:]
+    targets = part["input_ids"][:, 1:]
+    localization_mask = part["localization_mask"][:, None].expand_as(part["localization"])
     losses = {
-        "lm": F.cross_entropy(lm_logits.reshape(-1, lm_logits.shape[-1]), targets.reshape(-1), ignore_index=PAD_ID),
-        "localization": masked_bce(
-            outputs["localization_logits"], batch["localization"],
-            batch["localization_mask"][:, None].expand_as(batch["localization"])),
-        "go": masked_bce(outputs["go_logits"], batch["go"], go_label_mask(batch["go_aspects"], label_aspects, batch["go"].device)),
+        "lm": share(F.cross_entropy(lm_logits.reshape(-1, lm_logits.shape[-1]), targets.reshape(-1),
+                                    ignore_index=PAD_ID, reduction="sum"), "lm"),
+        "localization": share(summed_bce(outputs["localization_logits"], part["localization"], localization_mask),
+                              "localization"),
+        "go": share(summed_bce(outputs["go_logits"], part["go"],
+                               go_label_mask(part["go_aspects"], label_aspects, part["go"].device)), "go"),
     }
     if "function_logits" in outputs:
-        losses["function"] = masked_bce(
-            outputs["function_logits"], batch["function"],
-            batch["function_mask"][:, None].expand_as(batch["function"]))
+        function_mask = part["function_mask"][:, None].expand_as(part["function"])
+        losses["function"] = share(summed_bce(outputs["function_logits"], part["function"], function_mask), "function")
     if "domain_logits" in outputs:
         domain_logits = outputs["domain_logits"]
-        losses["domain"] = F.cross_entropy(domain_logits.reshape(-1, domain_logits.shape[-1]),
-                                           batch["domains"].reshape(-1), ignore_index=-100)
+        losses["domain"] = share(F.cross_entropy(domain_logits.reshape(-1, domain_logits.shape[-1]),
+                                                 part["domains"].reshape(-1), ignore_index=-100, reduction="sum"),
+                                 "domain")
     return losses
 
 
@@ -145,12 +196,67 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
 
     Progress is max(step / max_steps, elapsed / wall_seconds), so a run stopped by the wall-clock
     budget still goes through the whole float32 -> int8 -> ternary schedule and LR decay.
+
+    With `train.processes` N > 1 the run is data-parallel: N processes share `train.threads`, each
+    builds the same batch, runs the forward and backward pass of its share of the rows and adds its
+    gradients to the others' (gloo over the loopback interface). Each loss is the whole batch's
+    mean, so a step updates the weights as one process would, up to float rounding.
     """
+    processes = config["train"].get("processes", 1)
+    if processes <= 1:
+        return _train_process(0, 1, config, labels_path, out_dir, wall_seconds)
+    if config["train"]["batch_size"] < processes:
+        raise ValueError(f"train.batch_size {config['train']['batch_size']} is smaller than train.processes {processes}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as rendezvous:
+        torch.multiprocessing.spawn(_train_worker, nprocs=processes, join=True,
+                                    args=(processes, config, labels_path, out_dir, wall_seconds,
+                                          Path(rendezvous) / "init"))
+    return json.loads((out_dir / "train_summary.json").read_text())
+
+
+def _train_worker(rank: int, world: int, config: dict, labels_path: Path, out_dir: Path,
+                  wall_seconds: float | None, rendezvous: Path) -> None:
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
+    # Gloo picks its network interface from the host name unless told; the processes share one machine.
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
+    try:
+        _train_process(rank, world, config, labels_path, out_dir, wall_seconds)
+    finally:
+        dist.destroy_process_group()
+
+
+def _sum_gradients(parameters: list[torch.nn.Parameter]) -> None:
+    """Replace each gradient with its sum over the processes, in one all-reduce."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for parameter in parameters:
+        size = parameter.numel()
+        parameter.grad = flat[offset:offset + size].view_as(parameter).clone()
+        offset += size
+
+
+def _check_replicas(parameters: list[torch.nn.Parameter]) -> None:
+    """Raise unless every process ended with the first process's weights."""
+    flat = torch.cat([p.detach().reshape(-1) for p in parameters])
+    first = flat.clone()
+    dist.broadcast(first, 0)
+    difference = float((flat - first).abs().max())
+    if difference > 0:
+        raise RuntimeError(f"data-parallel processes diverged: largest weight difference {difference:g}")
+
+
+def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_dir: Path,
+                   wall_seconds: float | None) -> dict:
     train_config = config["train"]
     seed = config["seed"]
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    torch.set_num_threads(train_config["threads"])
+    torch.set_num_threads(max(train_config["threads"] // world, 1))
     with open(labels_path) as handle:
         dataset = json.load(handle)
     meta = dataset["meta"]
@@ -159,7 +265,8 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
     device = torch.device(train_config.get("device", "cpu"))
     model = build_model(config["model"], meta).to(device)
     parameters = count_parameters(model)
-    log.info("model has %d parameters; %d training sequences", parameters, len(records))
+    log.info("model has %d parameters; %d training sequences; %d process(es) of %d thread(s)",
+             parameters, len(records), world, torch.get_num_threads())
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embedding" not in n)]
@@ -177,9 +284,18 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
     mode = None
     sequences_seen = 0
     model.train()
+    batch_size = train_config["batch_size"]
+    # This process's share of each batch's rows.
+    rows = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
+    trainable = list(model.parameters())
     while True:
         elapsed = time.monotonic() - start
         progress = max(step / max_steps, elapsed / budget)
+        if world > 1:
+            # Every process follows the first one's clock, so all of them stop and switch modes at the same step.
+            shared = torch.tensor([progress], dtype=torch.float64)
+            dist.broadcast(shared, 0)
+            progress = float(shared)
         if progress >= 1.0:
             break
         new_mode = quantization_mode(progress, train_config)
@@ -187,11 +303,11 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
             log.info("step %d: weight quantization -> %s", step, new_mode)
             model.set_quantization(new_mode)
             mode = new_mode
-        if len(order) < train_config["batch_size"]:
+        if len(order) < batch_size:
             fresh = list(range(len(records)))
             rng.shuffle(fresh)
             order.extend(fresh)
-        indices = [order.pop() for _ in range(train_config["batch_size"])]
+        indices = [order.pop() for _ in range(batch_size)]
         crop = train_config["crop_length"]
         if rng.random() < train_config["long_crop_fraction"]:
             crop = train_config["long_crop_length"]
@@ -203,22 +319,31 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
         lr = learning_rate(step, progress, train_config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        losses = compute_losses(model, batch, meta["goAspects"])
+        losses = compute_losses(model, batch, meta["goAspects"], rows if world > 1 else None)
         total = sum(weights.get(name, 1.0) * value for name, value in losses.items())
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if world > 1:
+            _sum_gradients(trainable)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_config["clip_norm"])
         optimizer.step()
         step += 1
         sequences_seen += len(indices)
         if step % train_config["log_every"] == 0 or step == 1:
-            parts = " ".join(f"{name}={value.item():.4f}" for name, value in losses.items())
+            values = torch.stack([total.detach()] + [value.detach() for value in losses.values()])
+            if world > 1:
+                dist.all_reduce(values)
+            parts = " ".join(f"{name}={value:.4f}" for name, value in zip(losses, values[1:].tolist()))
             log.info("step %d progress %.3f mode %s lr %.2e loss %.4f %s grad_norm %.2f elapsed %.0fs",
-                     step, progress, mode, lr, total.item(), parts, grad_norm.item(), time.monotonic() - start)
-        if step % train_config["checkpoint_every"] == 0:
+                     step, progress, mode, lr, float(values[0]), parts, grad_norm.item(), time.monotonic() - start)
+        if step % train_config["checkpoint_every"] == 0 and rank == 0:
             torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step, "mode": mode},
                        out_dir / "checkpoint.pt")
     wall = time.monotonic() - start
+    if world > 1:
+        _check_replicas(trainable)
+    if rank != 0:
+        return {}
     final_mode = FLOAT if train_config.get("full_precision") else TERNARY
     model.set_quantization(final_mode)
     torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step, "mode": final_mode},
@@ -227,7 +352,8 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
                "parameters": parameters, "finalMode": mode, "maxSteps": max_steps,
                # None when --max-steps turned the wall-clock budget off.
                "wallBudgetSeconds": budget if math.isfinite(budget) else None,
-               "stoppedBy": "max_steps" if step >= max_steps else "wall_seconds"}
+               "stoppedBy": "max_steps" if step >= max_steps else "wall_seconds",
+               "processes": world, "threadsPerProcess": torch.get_num_threads()}
     log.info("training finished: %s", summary)
     with open(out_dir / "train_summary.json", "w") as handle:
         json.dump(summary, handle)
