@@ -67,26 +67,35 @@ def class_weights(labels: torch.Tensor, classes: int, power: float) -> torch.Ten
     return balanced ** power * present
 
 
-def fit_domain_head(model, records, families: list[str], config: dict, seed: int) -> dict:
-    """Replace model.domain_head with a head fitted on training proteins; return a summary for the manifest."""
-    settings = config["train"].get("domain_head", {})
-    steps = settings.get("steps", 1500)
-    negatives_per_positive = settings.get("negatives_per_positive", 1.0)
-    lookahead = settings.get("lookahead", 0)
-    hidden = settings.get("hidden", 0)
-    power = settings.get("class_weight_power", 1.0)
-    started = time.monotonic()
-
-    rng = random.Random(seed)
-    family_index = {family: i for i, family in enumerate(families)}
+def domain_head_proteins(records, config: dict, seed: int) -> list:
+    """Training proteins of the refit: all with a domain, then `negatives_per_positive` times as many without."""
+    negatives_per_positive = config["train"].get("domain_head", {}).get("negatives_per_positive", 1.0)
     train = [r for r in records if r["split"] == "train"]
     positives = [r for r in train if r.get("domains")]
     negatives = [r for r in train if not r.get("domains")]
-    rng.shuffle(negatives)
-    chosen = positives + negatives[: int(len(positives) * negatives_per_positive)]
+    random.Random(seed).shuffle(negatives)
+    return positives + negatives[: int(len(positives) * negatives_per_positive)]
 
+
+def fit_domain_head(model, chosen, families: list[str], config: dict, seed: int,
+                    per_record: list | None = None, seconds_states: float = 0.0) -> dict:
+    """Replace model.domain_head with a head fitted on the training proteins `chosen` (see
+    domain_head_proteins); return a summary for the manifest.
+
+    `per_record`, when given, holds the final states of `chosen` (as final_states returns them),
+    computed beforehand in `seconds_states`.
+    """
+    settings = config["train"].get("domain_head", {})
+    steps = settings.get("steps", 1500)
+    lookahead = settings.get("lookahead", 0)
+    hidden = settings.get("hidden", 0)
+    power = settings.get("class_weight_power", 1.0)
+    started = time.monotonic() - seconds_states
+
+    family_index = {family: i for i, family in enumerate(families)}
     max_tokens = config["model"]["max_length"]
-    per_record = final_states(model, chosen, max_tokens)
+    if per_record is None:
+        per_record = final_states(model, chosen, max_tokens)
     states = torch.cat(per_record)
     rows = lookahead_rows([len(s) for s in per_record], lookahead)
     del per_record
@@ -118,7 +127,7 @@ def fit_domain_head(model, records, families: list[str], config: dict, seed: int
     head.eval()
 
     counts = torch.bincount(labels, minlength=classes)
-    summary = {"proteins": len(chosen), "proteinsWithDomains": len(positives), "residues": int(len(labels)),
+    summary = {"proteins": len(chosen), "proteinsWithDomains": sum(1 for r in chosen if r.get("domains")), "residues": int(len(labels)),
                "classCounts": counts.tolist(), "classWeights": [round(w, 4) for w in weights.tolist()],
                "hidden": hidden, "lookahead": lookahead, "steps": steps,
                "seconds": round(time.monotonic() - started)}

@@ -29,12 +29,20 @@ def evaluation_sets(records, config: dict) -> tuple[list, list]:
 
 
 @torch.no_grad()
-def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
+def predict(model, records, max_tokens: int, batch_size: int = 32, reference_positions: int | None = None) -> dict:
     """Run the model on records (truncated to max_tokens); return sigmoid scores and LM sums.
 
     Sequences are sorted by length so batches carry little padding; results come back in input order.
+    With `reference_positions`, "outputs" also holds each record's head outputs (logits) as export's
+    reference entries keep them: the per-position outputs of its first `reference_positions`
+    positions. A real position never attends to the padding on its right, so they are the outputs
+    of the record run alone, up to float rounding.
     """
+    from .export import output_names
+
     model.eval()
+    names = output_names(model)
+    kept_outputs: list = [None] * len(records)
     token_lists = [encode(r["sequence"])[:max_tokens] for r in records]
     scores: dict[str, list] = {"localization": [None] * len(records), "go": [None] * len(records),
                                "function": [None] * len(records)}
@@ -55,6 +63,11 @@ def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
         per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD_ID, reduction="none")
         for row, index in enumerate(indices):
             residue_nll[index] = float(per_token[row, :len(token_lists[index]) - 1].sum())
+        if reference_positions is not None:
+            for row, index in enumerate(indices):
+                length = min(len(token_lists[index]), reference_positions)
+                kept_outputs[index] = {name: (outputs[name][row, :length] if outputs[name].dim() == 3
+                                              else outputs[name][row]).numpy().copy() for name in names}
         if "domain_logits" in outputs:
             # Position j + 1 is residue j, and <bos> at position 0 has no residue.
             probabilities = torch.softmax(outputs["domain_logits"], dim=-1).numpy()
@@ -75,6 +88,9 @@ def predict(model, records, max_tokens: int, batch_size: int = 32) -> dict:
     result["residues"] = [len(t) - 1 for t in token_lists]
     if domain_probabilities[0] is not None:
         result["domain"] = domain_probabilities
+    if reference_positions is not None:
+        result["outputs"] = kept_outputs
+        result["tokens"] = token_lists
     return result
 
 

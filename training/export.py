@@ -110,6 +110,17 @@ def export_onnx(model, path: Path) -> dict:
     return {"outputs": names, "int8Initializers": len(int8), "pastInputs": past_inputs, "presentOutputs": present_outputs}
 
 
+def reference_entry(record, tokens: list[int], outputs: dict, positions: int | None) -> dict:
+    """Return one sequence's reference entry from its outputs (name -> array of one sequence, no padding)."""
+    entry = {"accession": record.get("accession"), "inputIds": tokens, "outputs": {}}
+    for name, values in outputs.items():
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 2 and positions is not None:
+            values = values[:positions]
+        entry["outputs"][name] = np.round(values, 5).tolist()
+    return entry
+
+
 def reference_outputs(model, records, max_tokens: int, positions: int | None = None) -> dict:
     """Run the frozen PyTorch model on each record alone and return its inputs and outputs.
 
@@ -125,18 +136,20 @@ def reference_outputs(model, records, max_tokens: int, positions: int | None = N
             tokens = encode(record["sequence"])[:max_tokens]
             input_ids = torch.tensor([tokens])
             outputs = model(input_ids, torch.ones_like(input_ids))
-            entry = {"accession": record.get("accession"), "inputIds": tokens, "outputs": {}}
-            for name in names:
-                values = outputs[name][0].numpy().astype(np.float64)
-                if values.ndim == 2 and positions is not None:
-                    values = values[:positions]
-                entry["outputs"][name] = np.round(values, 5).tolist()
-            entries.append(entry)
+            entries.append(reference_entry(record, tokens, {name: outputs[name][0].numpy() for name in names}, positions))
+    return reference_document(entries, positions)
+
+
+def reference_document(entries: list[dict], positions: int | None) -> dict:
     return {"formatVersion": 1, "torchVersion": torch.__version__, "positions": positions, "sequences": entries}
 
 
 def write_reference(model, path: Path, records, max_tokens: int, positions: int | None = None) -> None:
+    write_reference_document(path, reference_outputs(model, records, max_tokens, positions))
+
+
+def write_reference_document(path: Path, document: dict) -> None:
     with open(path, "w") as handle:
-        json.dump(reference_outputs(model, records, max_tokens, positions), handle, separators=(",", ":"))
+        json.dump(document, handle, separators=(",", ":"))
         handle.write("\n")
-    log.info("wrote PyTorch reference outputs of %d sequences to %s", len(records), path)
+    log.info("wrote PyTorch reference outputs of %d sequences to %s", len(document["sequences"]), path)

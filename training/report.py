@@ -1,6 +1,7 @@
 """Evaluate the built model against its full-precision twin and the baselines; write the report.
 
-Usage (from the repository root, after `python3 -m training.build` and `python3 -m training.build --twin`):
+Usage (from the repository root, after `python3 -m training.build` and `python3 -m training.build --twin`; the
+bundled model's twin is kept in training/twins/, so its report needs no new twin):
     python3 -m training.report --config training/configs/tiny.json --out docs/model-evaluation.md
     python3 -m training.report --smoke
 Every method is scored on the same test proteins, with thresholds tuned on the same validation proteins,
@@ -45,6 +46,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--out", type=Path, help="Markdown report to write (default: work/NAME/model-evaluation.md)")
     parser.add_argument("--model", type=Path, help="built model folder (default: models/NAME, or the smoke build's)")
     parser.add_argument("--threads", type=int, help="torch and DIAMOND threads (default: the config's)")
+    parser.add_argument("--twin", type=Path, metavar="DIR",
+                        help="folder of the full-precision twin's checkpoints (default: work/NAME/twin, or else "
+                             "training/twins/NAME, where the repository keeps the bundled model's twin)")
     return parser.parse_args(argv)
 
 
@@ -55,6 +59,17 @@ def load_model(config: dict, meta: dict, checkpoint: Path, ternary: bool):
     load_pooled_heads(model, checkpoint.parent)
     model.eval()
     return model
+
+
+def twin_folder(given: Path | None, run_dir: Path, name: str) -> Path | None:
+    """Folder of the twin's final.pt: `given`, else the build's work folder, else the repository's copy."""
+    candidates = [given] if given is not None else [run_dir / "twin", TRAINING_DIR / "twins" / name]
+    for folder in candidates:
+        if (folder / "final.pt").exists():
+            return folder
+    if given is not None:
+        raise FileNotFoundError(f"{given / 'final.pt'} does not exist")
+    return None
 
 
 def split_rows(bins: list[str]) -> dict[str, list[int]]:
@@ -347,9 +362,10 @@ def main(argv=None) -> int:
     model = load_model(config, meta, run_dir / "checkpoints" / "final.pt", ternary=True)
     predictions["ternary"] = (predict(model, validation, max_tokens), predict(model, test, max_tokens))
     lookaheads["ternary"] = model.domain_lookahead
-    twin_checkpoint = run_dir / "twin" / "final.pt"
-    if twin_checkpoint.exists():
-        twin = load_model(config, meta, twin_checkpoint, ternary=False)
+    twin_dir = twin_folder(arguments.twin, run_dir, config["name"])
+    if twin_dir is not None:
+        log.info("full-precision twin from %s", twin_dir)
+        twin = load_model(config, meta, twin_dir / "final.pt", ternary=False)
         predictions["full precision"] = (predict(twin, validation, max_tokens), predict(twin, test, max_tokens))
         lookaheads["full precision"] = twin.domain_lookahead
     predictions["naive"] = (baselines.frequency_predictions(validation, train_records, meta),
@@ -377,8 +393,7 @@ def main(argv=None) -> int:
         "unigram": unigram_table(train_records, test, rows, max_tokens),
     }
     report["gapText"] = gap_text(methods)
-    twin_summary_path = run_dir / "twin" / "train_summary.json"
-    twin_summary = json.loads(twin_summary_path.read_text()) if twin_summary_path.exists() else None
+    twin_summary = json.loads((twin_dir / "train_summary.json").read_text()) if twin_dir is not None else None
     report["trainingText"] = training_text(manifest, twin_summary, config)
     report["onnxText"] = onnx_text(run_dir / "onnx-check.txt")
     report["wallSeconds"] = round(time.monotonic() - started)

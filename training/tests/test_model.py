@@ -4,8 +4,11 @@ import tempfile
 import unittest
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from training.evaluate import predict
+from training.export import reference_entry, reference_outputs
 from training.model import BOS_ID, PAD_ID, VOCAB, X_ID, BitLinear, ProteinBitNet, Standardize, encode, ternarize
 
 
@@ -198,6 +201,28 @@ class ExportTest(unittest.TestCase):
             graph = onnx.load(str(path))
         dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.graph.input}
         self.assertEqual(dims["past_state_sum"], ["batch", 3 * 32 + len(VOCAB)])
+
+
+class ReferenceOutputsTest(unittest.TestCase):
+    def test_outputs_kept_by_batched_prediction_match_each_sequence_run_alone(self):
+        # Float weights and activations: an int8 rounding step could flip between batched and single runs.
+        model = small_model().eval()
+        model.replace_pooled_heads(8, 1, pooling="layers_and_composition")
+        records = [{"accession": f"P{i}", "sequence": sequence, "go": [0] * 5, "goAspects": "F"}
+                   for i, sequence in enumerate(["MKV", "MKVLAAGLLALLC", "MSTNPKPQRKTKRNTNRRPQDVKFPGG", "MA" * 20])]
+        alone = reference_outputs(model, records, max_tokens=32, positions=16)
+        batched = predict(model, records, max_tokens=32, batch_size=3, reference_positions=16)
+        entries = [reference_entry(r, t, o, 16) for r, t, o in zip(records, batched["tokens"], batched["outputs"])]
+        self.assertEqual(len(entries), len(alone["sequences"]))
+        for expected, entry in zip(alone["sequences"], entries):
+            self.assertEqual(entry["inputIds"], expected["inputIds"])
+            self.assertEqual(set(entry["outputs"]), set(expected["outputs"]))
+            for name, values in expected["outputs"].items():
+                kept = np.array(entry["outputs"][name])
+                self.assertEqual(kept.shape, np.array(values).shape, name)
+                self.assertLess(float(np.abs(kept - np.array(values)).max()), 1e-4, name)
+        self.assertEqual(len(entries[3]["outputs"]["lm_logits"]), 16)
+        self.assertEqual(len(entries[0]["outputs"]["lm_logits"]), 4)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import unittest
 import torch
 
 from training.model import VOCAB, ProteinBitNet, encode
-from training.pooled_heads import fit_pooled_heads, pooled_states
+from training.pooled_heads import fit_pooled_heads, network_states, pooled_head_proteins, pooled_states
 
 GO_ASPECTS = ["F", "F", "P"]
 LOCALIZATION = 10
@@ -57,7 +57,8 @@ class PooledHeadsTest(unittest.TestCase):
 
     def test_refit_learns_separable_labels(self):
         body_before = [p.clone() for p in self.model.blocks.parameters()]
-        summary = fit_pooled_heads(self.model, self.train, self.validation, self.meta, self.config, seed=3)
+        proteins = pooled_head_proteins(self.train, self.config, seed=3)
+        summary = fit_pooled_heads(self.model, proteins, self.validation, self.meta, self.config, seed=3)
 
         self.assertEqual(summary["proteins"], 160)
         self.assertEqual(summary["heads"], ["go", "localization"])
@@ -77,7 +78,8 @@ class PooledHeadsTest(unittest.TestCase):
     def test_refit_on_layers_and_composition(self):
         config = {"eval": self.config["eval"],
                   "train": {"pooled_heads": dict(self.config["train"]["pooled_heads"], pooling="layers_and_composition")}}
-        summary = fit_pooled_heads(self.model, self.train, self.validation, self.meta, config, seed=3)
+        summary = fit_pooled_heads(self.model, pooled_head_proteins(self.train, config, seed=3), self.validation,
+                                   self.meta, config, seed=3)
 
         width = 2 * 16 + len(VOCAB)
         self.assertEqual((summary["pooling"], summary["pooledWidth"], summary["standardized"]),
@@ -95,6 +97,26 @@ class PooledHeadsTest(unittest.TestCase):
             go = torch.sigmoid(self.model.go_head(pooled_states(self.model, self.validation, max_tokens=64)))[:, 0]
         truth = torch.tensor([r["go"][0] == 1 for r in self.validation])
         self.assertEqual(((go > 0.5) == truth).float().mean().item(), 1.0)
+
+    def test_proteins_start_with_the_given_ones_and_fill_up_at_random(self):
+        first = self.train[150:155]
+        proteins = pooled_head_proteins(self.train + self.validation, self.config, seed=3, first=first)
+        self.assertEqual(len(proteins), 160)
+        self.assertEqual(proteins[:5], first)
+        self.assertEqual(len({id(r) for r in proteins}), 160)
+        self.assertTrue(all(r["split"] == "train" for r in proteins))
+        self.assertEqual(pooled_head_proteins(self.train, self.config, seed=3, first=first), proteins)
+
+    def test_network_states_give_the_final_states_of_the_chosen_records(self):
+        records = self.train[:5]
+        pooled, final = network_states(self.model, records, max_tokens=64, residue_states={1, 3}, batch_size=2)
+        torch.testing.assert_close(pooled, pooled_states(self.model, records, max_tokens=64, batch_size=3))
+        self.assertEqual([f is None for f in final], [True, False, True, False, True])
+        for index in (1, 3):
+            ids = torch.tensor([encode(records[index]["sequence"])])
+            expected = self.model.final_states(ids)[0, 1:]
+            # Batched and single runs differ by float rounding, which can move an int8 activation by one step.
+            torch.testing.assert_close(final[index], expected, atol=2e-2, rtol=0)
 
 
 if __name__ == "__main__":

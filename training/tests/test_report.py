@@ -1,6 +1,10 @@
+import tempfile
 import unittest
+from pathlib import Path
+from unittest import mock
 
-from training.report import training_text
+from training import report
+from training.report import training_text, twin_folder
 
 CONFIG = {
     "model": {"layers": 2, "d_model": 64, "heads": 4, "ffn": 256},
@@ -31,6 +35,25 @@ class TrainingTextTest(unittest.TestCase):
         line = self.twin_line(twin_summary())
         self.assertIn("--twin`", line)
         self.assertNotIn("--max-steps", line)
+
+
+
+class TwinFolderTest(unittest.TestCase):
+    def test_work_folder_first_then_the_repository_copy(self):
+        with tempfile.TemporaryDirectory() as folder:
+            root = Path(folder)
+            run_dir, kept = root / "work" / "tiny", root / "training" / "twins" / "tiny"
+            kept.mkdir(parents=True)
+            with mock.patch.object(report, "TRAINING_DIR", root / "training"):
+                self.assertIsNone(twin_folder(None, run_dir, "tiny"))
+                (kept / "final.pt").write_bytes(b"")
+                self.assertEqual(twin_folder(None, run_dir, "tiny"), kept)
+                (run_dir / "twin").mkdir(parents=True)
+                (run_dir / "twin" / "final.pt").write_bytes(b"")
+                self.assertEqual(twin_folder(None, run_dir, "tiny"), run_dir / "twin")
+                self.assertEqual(twin_folder(kept, run_dir, "tiny"), kept)
+                with self.assertRaises(FileNotFoundError):
+                    twin_folder(root / "missing", run_dir, "tiny")
 
 
 if __name__ == "__main__":
