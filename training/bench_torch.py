@@ -3,8 +3,8 @@
 Usage: /usr/bin/python3 -m training.bench_torch models/bitnet-protein-tiny [--threads 1] [--runs 20]
 
 Builds ProteinBitNet with the manifest's architecture and loads, when present, the float32 twin
-(training/work/<name>/twin/final.pt) or else the quantization-aware checkpoint
-(training/work/<name>/checkpoints/final.pt). Without either it keeps the random initialisation,
+(training/work/<name>/twin/final.pt, else the repository's training/twins/<name>/final.pt) or else the
+quantization-aware checkpoint (training/work/<name>/checkpoints/final.pt). Without either it keeps the random initialisation,
 which runs the same operations on the same shapes and so takes the same time.
 
 Prints one JSON object with the median forward-pass time in milliseconds, under torch.no_grad(),
@@ -49,7 +49,8 @@ def build_network(manifest: dict) -> ProteinBitNet:
 def load_weights(network: ProteinBitNet, name: str) -> str:
     """Load the twin or the main checkpoint of model `name` and return what was loaded."""
     work = REPOSITORY / "training" / "work" / name
-    for checkpoint in (work / "twin" / "final.pt", work / "checkpoints" / "final.pt"):
+    kept_twin = REPOSITORY / "training" / "twins" / name / "final.pt"
+    for checkpoint in (work / "twin" / "final.pt", kept_twin, work / "checkpoints" / "final.pt"):
         if not checkpoint.exists():
             continue
         try:
@@ -57,7 +58,7 @@ def load_weights(network: ProteinBitNet, name: str) -> str:
         except (RuntimeError, KeyError) as error:
             return f"random initialisation ({checkpoint.relative_to(REPOSITORY)} does not fit the manifest: {str(error)[:120]})"
         return str(checkpoint.relative_to(REPOSITORY))
-    return "random initialisation (no checkpoint of this model under training/work)"
+    return "random initialisation (no checkpoint of this model under training/work or training/twins)"
 
 
 def random_ids(rng: random.Random, batch: int, residues: int) -> torch.Tensor:
