@@ -81,6 +81,8 @@ def refit_heads(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: 
                  len(pooled_proteins), len(domain_proteins), seconds)
     if domain:
         summary = fit_domain_head(model, domain_proteins, meta["domainFamilies"], config, seed, residue_states, seconds)
+        # Both refits' "seconds" then include the one shared pass.
+        summary["sharedStatePass"] = residue_states is not None
         residue_states = None
         torch.save({"domain_head": model.domain_head.state_dict(), "hidden": summary["hidden"],
                     "lookahead": summary["lookahead"], "summary": summary}, checkpoint_dir / "domain_head.pt")
@@ -88,6 +90,7 @@ def refit_heads(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: 
         validation, _ = evaluation_sets(records, config)
         summary = fit_pooled_heads(model, pooled_head_proteins(records, config, seed, domain_proteins), validation,
                                    meta, config, seed, pooled_states, seconds)
+        summary["sharedStatePass"] = pooled_states is not None
         heads = {name: getattr(model, f"{name}_head").state_dict() for name in summary["heads"]}
         torch.save({"heads": heads, "hidden": summary["hidden"], "depth": summary["depth"], "summary": summary},
                    checkpoint_dir / "pooled_heads.pt")

@@ -126,15 +126,15 @@ def summed_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) 
     return (F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * mask).sum()
 
 
-def compute_losses(model, batch, label_aspects, rows: slice | None = None, denominators=None):
+def compute_losses(model, batch, label_aspects, rows: slice | None = None):
     """Return each head's loss: the mean over the whole batch of the entries that it counts.
 
     With `rows`, the model runs on those rows only and each loss is their share of the whole
-    batch's mean (a sum over the rows divided by `denominators`, the whole batch's counts), so the
-    shares of all row ranges add up to the loss of the whole batch. A head without any counted
-    entry in the batch has loss 0.
+    batch's mean (a sum over the rows divided by the whole batch's count), so the shares of all
+    row ranges add up to the loss of the whole batch. A head without any counted entry in the
+    batch has loss 0.
     """
-    denominators = denominators if denominators is not None else loss_denominators(batch, label_aspects)
+    denominators = loss_denominators(batch, label_aspects)
     part = batch if rows is None else batch_rows(batch, rows)
     outputs = model(part["input_ids"], part["attention_mask"])
 
@@ -219,6 +219,7 @@ def _train_worker(rank: int, world: int, config: dict, labels_path: Path, out_di
                   wall_seconds: float | None, rendezvous: Path) -> None:
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
+    logging.getLogger("torch.distributed").setLevel(logging.WARNING)
     # Gloo picks its network interface from the host name unless told; the processes share one machine.
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)

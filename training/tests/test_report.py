@@ -31,6 +31,11 @@ class TrainingTextTest(unittest.TestCase):
         self.assertIn("`python3 -m training.build --config <config> --twin`", line)
         self.assertNotIn("--max-steps", line)
 
+    def test_data_parallel_twin(self):
+        line = self.twin_line(twin_summary(maxSteps=120, wallBudgetSeconds=None, processes=2, threadsPerProcess=1))
+        self.assertIn("30 s in 2 data-parallel processes of 1 thread(s),", line)
+        self.assertNotIn("data-parallel", self.twin_line(twin_summary()))
+
     def test_twin_summary_without_budget_fields(self):
         line = self.twin_line(twin_summary())
         self.assertIn("--twin`", line)

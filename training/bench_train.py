@@ -1,0 +1,66 @@
+"""Time training steps of a configuration with one process and with data-parallel processes.
+
+Usage (from the repository root, after the build's data steps have written labels.json):
+    /usr/bin/python3 -m training.bench_train --config training/configs/tiny.json --steps 60 --processes 1 2
+
+Each run trains a fresh network for --steps steps on the build's training split, with the
+configuration's batches and crops and its `train.threads` shared by the processes, in one weight
+mode (--mode ternary: int8 activations and ternary weights, as in the last phase of a run; float:
+the twin's). The time per step is the run's training wall time (from the first step to the last,
+without loading the data) over its steps. Prints one JSON line per run, then the ratio of the
+first run's time per step to each other run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from .train import train
+
+TRAINING_DIR = Path(__file__).resolve().parent
+
+
+def seconds_per_step(config: dict, labels: Path, processes: int, steps: int, mode: str) -> float:
+    config = json.loads(json.dumps(config))
+    settings = config["train"]
+    settings.update(processes=processes, max_steps=steps, log_every=10, checkpoint_every=10 ** 9)
+    if mode == "ternary":
+        settings.update(int8_from=0.0, ternary_from=0.0)
+    else:
+        settings["full_precision"] = True
+    with tempfile.TemporaryDirectory() as folder:
+        summary = train(config, labels, Path(folder), float("inf"))
+    return summary["wallSeconds"] / summary["steps"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m training.bench_train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=TRAINING_DIR / "configs" / "tiny.json")
+    parser.add_argument("--work", type=Path, default=TRAINING_DIR / "work", help="cache folder (default: training/work)")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--mode", choices=("ternary", "float"), default="ternary")
+    arguments = parser.parse_args(argv)
+    config = json.loads(arguments.config.read_text())
+    labels = arguments.work / config["name"] / "labels.json"
+    if not labels.exists():
+        parser.error(f"{labels} does not exist; run the build's data steps first")
+    results = []
+    for processes in arguments.processes:
+        seconds = seconds_per_step(config, labels, processes, arguments.steps, arguments.mode)
+        result = {"processes": processes, "threads": config["train"]["threads"], "mode": arguments.mode,
+                  "steps": arguments.steps, "secondsPerStep": round(seconds, 3)}
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    for result in results[1:]:
+        print(f"{results[0]['processes']} process(es) / {result['processes']} processes: "
+              f"{results[0]['secondsPerStep'] / result['secondsPerStep']:.2f}x", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
