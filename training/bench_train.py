@@ -4,9 +4,9 @@ Usage (from the repository root, after the build's data steps have written label
     /usr/bin/python3 -m training.bench_train --config training/configs/tiny.json --steps 60 --processes 1 2
 
 Each run trains a fresh network for --steps steps on the build's training split, with the
-configuration's batches and crops and its `train.threads` shared by the processes, in one weight
-mode (--mode ternary: int8 activations and ternary weights, as in the last phase of a run; float:
-the twin's). The time per step is the run's training wall time (from the first step to the last,
+configuration's batches and crops, and the processes share its `train.threads`. The whole run
+keeps one weight mode: --mode ternary has the int8 activations and ternary weights of a run's
+last phase, and float is the twin's. The time per step is the run's training wall time (from the first step to the last,
 without loading the data) over its steps. Prints one JSON line per run, then the ratio of the
 first run's time per step to each other run's.
 """

@@ -82,7 +82,7 @@ def fit_domain_head(model, chosen, families: list[str], config: dict, seed: int,
     """Replace model.domain_head with a head fitted on the training proteins `chosen` (see
     domain_head_proteins); return a summary for the manifest.
 
-    `per_record`, when given, holds the final states of `chosen` (as final_states returns them),
+    `per_record`, when given, contains the final states of `chosen` (as final_states returns them),
     computed beforehand in `seconds_states`.
     """
     settings = config["train"].get("domain_head", {})

@@ -31,9 +31,10 @@ log = logging.getLogger("training.pooled_heads")
 
 @torch.no_grad()
 def network_states(model, records, max_tokens: int, residue_states: set[int] | None = None, batch_size: int = 4):
-    """Return the pooled state [records, pooled width] of each record truncated to max_tokens, in input
-    order, and the final states [residues, d_model] of the records whose index is in `residue_states`
-    (None for the others; the position of residue j is token j + 1).
+    """Return the pooled state [records, pooled width] of each record truncated to max_tokens, in input order.
+
+    Also return the final states [residues, d_model] of the records whose index is in
+    `residue_states`, and None for the others. The position of residue j is token j + 1.
 
     One forward pass gives both, so the domain-head and pooled-head refits can share it. Small
     batches are faster here. On 1,200 training proteins of the bundled configuration, one thread,

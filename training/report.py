@@ -61,14 +61,14 @@ def load_model(config: dict, meta: dict, checkpoint: Path, ternary: bool):
     return model
 
 
-def twin_folder(given: Path | None, run_dir: Path, name: str) -> Path | None:
-    """Folder of the twin's final.pt: `given`, else the build's work folder, else the repository's copy."""
-    candidates = [given] if given is not None else [run_dir / "twin", TRAINING_DIR / "twins" / name]
+def twin_folder(requested: Path | None, run_dir: Path, name: str) -> Path | None:
+    """Find the folder of the twin's final.pt: `requested`, else the build's work folder, else the repository's copy."""
+    candidates = [requested] if requested is not None else [run_dir / "twin", TRAINING_DIR / "twins" / name]
     for folder in candidates:
         if (folder / "final.pt").exists():
             return folder
-    if given is not None:
-        raise FileNotFoundError(f"{given / 'final.pt'} does not exist")
+    if requested is not None:
+        raise FileNotFoundError(f"{requested / 'final.pt'} not found; --twin names a folder of the twin's checkpoints")
     return None
 
 

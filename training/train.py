@@ -129,10 +129,10 @@ def summed_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) 
 def compute_losses(model, batch, label_aspects, rows: slice | None = None):
     """Return each head's loss: the mean over the whole batch of the entries that it counts.
 
-    With `rows`, the model runs on those rows only and each loss is their share of the whole
-    batch's mean (a sum over the rows divided by the whole batch's count), so the shares of all
-    row ranges add up to the loss of the whole batch. A head without any counted entry in the
-    batch has loss 0.
+    With `rows`, the model runs on those rows only, and each loss is their share of the whole
+    batch's mean: a sum over the rows divided by the whole batch's count. The shares of all row
+    ranges therefore add up to the loss of the whole batch. A head without any counted entry in
+    the batch has loss 0.
     """
     denominators = loss_denominators(batch, label_aspects)
     part = batch if rows is None else batch_rows(batch, rows)

@@ -90,10 +90,12 @@ class DataParallelTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as folder:
             labels = Path(folder) / "labels.json"
             labels.write_text(json.dumps(synthetic_dataset(40)))
-            one = train(config(1, steps), labels, Path(folder) / "one")
-            two = train(config(2, steps), labels, Path(folder) / "two")
-            self.assertEqual((one["steps"], two["steps"]), (steps, steps))
-            self.assertEqual((one["processes"], two["processes"]), (1, 2))
+            single_run = train(config(1, steps), labels, Path(folder) / "one")
+            parallel_run = train(config(2, steps), labels, Path(folder) / "two")
+            self.assertEqual(single_run["steps"], steps)
+            self.assertEqual(parallel_run["steps"], steps)
+            self.assertEqual(single_run["processes"], 1)
+            self.assertEqual(parallel_run["processes"], 2)
             single = torch.load(Path(folder) / "one" / "final.pt")["model"]
             parallel = torch.load(Path(folder) / "two" / "final.pt")["model"]
             initial = build_model(config(1, steps)["model"], synthetic_dataset(40)["meta"]).state_dict()
