@@ -72,6 +72,13 @@ def twin_folder(requested: Path | None, run_dir: Path, name: str) -> Path | None
     return None
 
 
+def missing_twin_heads(folder: Path, config: dict) -> list[str]:
+    """Name the refitted-head files that the configuration asks for and `folder` lacks."""
+    wanted = [name for name, step in (("domain_head.pt", "domain_head"), ("pooled_heads.pt", "pooled_heads"))
+              if step in config["train"]]
+    return [name for name in wanted if not (folder / name).exists()]
+
+
 def split_rows(bins: list[str]) -> dict[str, list[int]]:
     rows = {"all": list(range(len(bins)))}
     for name, _, _ in baselines.IDENTITY_BINS:
@@ -367,6 +374,12 @@ def main(argv=None) -> int:
     lookaheads["ternary"] = model.domain_lookahead
     twin_dir = twin_folder(arguments.twin, run_dir, config["name"])
     if twin_dir is not None:
+        missing = missing_twin_heads(twin_dir, config)
+        if missing:
+            # Without them the twin would be scored with the linear heads of its training run.
+            raise SystemExit(f"the twin in {twin_dir} has no {' or '.join(missing)}; refit its heads first with "
+                             f"`python3 -m training.build --config <config> --twin --redo domain_head` on a copy "
+                             f"of it in work/NAME/twin/")
         log.info("full-precision twin from %s", twin_dir)
         twin = load_model(config, meta, twin_dir / "final.pt", ternary=False)
         predictions["full precision"] = (predict(twin, validation, max_tokens), predict(twin, test, max_tokens))

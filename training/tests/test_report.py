@@ -4,7 +4,7 @@ from pathlib import Path
 from unittest import mock
 
 from training import report
-from training.report import training_text, twin_folder
+from training.report import missing_twin_heads, training_text, twin_folder
 
 CONFIG = {
     "model": {"layers": 2, "d_model": 64, "heads": 4, "ffn": 256},
@@ -59,6 +59,17 @@ class TwinFolderTest(unittest.TestCase):
                 self.assertEqual(twin_folder(kept, run_dir, "tiny"), kept)
                 with self.assertRaises(FileNotFoundError):
                     twin_folder(root / "missing", run_dir, "tiny")
+
+
+    def test_missing_refitted_heads_are_named(self):
+        config = {"train": {"domain_head": {}, "pooled_heads": {}}}
+        with tempfile.TemporaryDirectory() as folder:
+            twin = Path(folder)
+            (twin / "final.pt").write_bytes(b"")
+            self.assertEqual(missing_twin_heads(twin, config), ["domain_head.pt", "pooled_heads.pt"])
+            (twin / "pooled_heads.pt").write_bytes(b"")
+            self.assertEqual(missing_twin_heads(twin, config), ["domain_head.pt"])
+            self.assertEqual(missing_twin_heads(twin, {"train": {"pooled_heads": {}}}), [])
 
 
 if __name__ == "__main__":
