@@ -73,10 +73,10 @@ def twin_folder(requested: Path | None, run_dir: Path, name: str) -> Path | None
 
 
 def missing_twin_heads(folder: Path, config: dict) -> list[str]:
-    """Name the refitted-head files that the configuration asks for and `folder` lacks."""
-    wanted = [name for name, step in (("domain_head.pt", "domain_head"), ("pooled_heads.pt", "pooled_heads"))
+    """Return the refitted-head files that the configuration requests and `folder` does not contain."""
+    requested = [name for name, step in (("domain_head.pt", "domain_head"), ("pooled_heads.pt", "pooled_heads"))
               if step in config["train"]]
-    return [name for name in wanted if not (folder / name).exists()]
+    return [name for name in requested if not (folder / name).exists()]
 
 
 def split_rows(bins: list[str]) -> dict[str, list[int]]:

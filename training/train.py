@@ -220,7 +220,7 @@ def _train_worker(rank: int, world: int, config: dict, labels_path: Path, out_di
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
     logging.getLogger("torch.distributed").setLevel(logging.WARNING)
-    # Gloo picks its network interface from the host name unless told; the processes share one machine.
+    # Gloo picks its network interface from the host name unless set, but the processes share one machine.
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:

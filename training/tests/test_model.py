@@ -204,7 +204,7 @@ class ExportTest(unittest.TestCase):
 
 
 class ReferenceOutputsTest(unittest.TestCase):
-    def test_outputs_kept_by_batched_prediction_match_each_sequence_run_alone(self):
+    def test_batched_reference_outputs_match_single(self):
         # Float weights and activations: an int8 rounding step could flip between batched and single runs.
         model = small_model().eval()
         model.replace_pooled_heads(8, 1, pooling="layers_and_composition")

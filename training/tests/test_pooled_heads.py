@@ -98,7 +98,7 @@ class PooledHeadsTest(unittest.TestCase):
         truth = torch.tensor([r["go"][0] == 1 for r in self.validation])
         self.assertEqual(((go > 0.5) == truth).float().mean().item(), 1.0)
 
-    def test_proteins_start_with_the_given_ones_and_fill_up_at_random(self):
+    def test_proteins_start_with_first(self):
         first = self.train[150:155]
         proteins = pooled_head_proteins(self.train + self.validation, self.config, seed=3, first=first)
         self.assertEqual(len(proteins), 160)
@@ -107,7 +107,7 @@ class PooledHeadsTest(unittest.TestCase):
         self.assertTrue(all(r["split"] == "train" for r in proteins))
         self.assertEqual(pooled_head_proteins(self.train, self.config, seed=3, first=first), proteins)
 
-    def test_network_states_give_the_final_states_of_the_chosen_records(self):
+    def test_network_states_chosen_final_states(self):
         records = self.train[:5]
         pooled, final = network_states(self.model, records, max_tokens=64, residue_states={1, 3}, batch_size=2)
         torch.testing.assert_close(pooled, pooled_states(self.model, records, max_tokens=64, batch_size=3))
