@@ -68,10 +68,10 @@ def refit_heads(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: 
     load_network(model, checkpoint_dir / "final.pt", ternary)
     seed = config["seed"]
     domain_proteins = domain_head_proteins(records, config, seed) if "domain_head" in config["train"] else []
+    pooled_proteins = pooled_head_proteins(records, config, seed, domain_proteins) if pooled else []
     residue_states, pooled_states, seconds = None, None, 0.0
     if domain and pooled and config["model"]["max_length"] == config["eval"]["eval_length"]:
         started = time.monotonic()
-        pooled_proteins = pooled_head_proteins(records, config, seed, domain_proteins)
         set_pooling(model, config)
         pooled_states, final = network_states(model, pooled_proteins, config["eval"]["eval_length"],
                                               set(range(len(domain_proteins))))
@@ -88,7 +88,7 @@ def refit_heads(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: 
                     "lookahead": summary["lookahead"], "summary": summary}, checkpoint_dir / "domain_head.pt")
     if pooled:
         validation, _ = evaluation_sets(records, config)
-        summary = fit_pooled_heads(model, pooled_head_proteins(records, config, seed, domain_proteins), validation,
+        summary = fit_pooled_heads(model, pooled_proteins, validation,
                                    meta, config, seed, pooled_states, seconds)
         summary["sharedStatePass"] = pooled_states is not None
         heads = {name: getattr(model, f"{name}_head").state_dict() for name in summary["heads"]}
