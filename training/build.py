@@ -65,7 +65,7 @@ def refit_heads(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: 
         return
     torch.set_num_threads(config["train"]["threads"])
     model = build_model(config["model"], meta)
-    load_network(model, checkpoint_dir / "final.pt", ternary)
+    load_network(model, checkpoint_dir / "final.pt", ternary, meta)
     seed = config["seed"]
     domain_proteins = domain_head_proteins(records, config, seed) if "domain_head" in config["train"] else []
     pooled_proteins = pooled_head_proteins(records, config, seed, domain_proteins) if pooled else []
@@ -387,7 +387,7 @@ def main(argv=None) -> int:
         dataset = json.load(handle)
     meta, records = dataset["meta"], dataset["records"]
     model = build_model(config["model"], meta)
-    load_network(model, final_checkpoint, ternary=True)
+    load_network(model, final_checkpoint, ternary=True, meta=meta)
     domain_head_summary = load_domain_head(model, checkpoint_dir)
     pooled_heads_summary = load_pooled_heads(model, checkpoint_dir)
     # Counted after the refits, because the refitted heads can be larger than the trained ones.

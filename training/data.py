@@ -293,8 +293,10 @@ def choose_go_labels(records, ontology: GeneOntology, config: dict) -> list[str]
     labels = []
     for index, aspect in enumerate("CFP"):
         limit = config["go_max_frequency"] * annotated[aspect]
+        # Ties go in term order: a Counter fed from sets keeps the process's string-hash order.
+        ranked = sorted(counts[aspect].items(), key=lambda item: (-item[1], item[0]))
         candidates = [
-            term for term, count in counts[aspect].most_common()
+            term for term, count in ranked
             if term not in ROOTS and count <= limit and count >= config["go_min_count"]
             and ontology.aspect(term) == aspect
         ]

@@ -54,7 +54,7 @@ def parse_arguments(argv=None):
 
 def load_model(config: dict, meta: dict, checkpoint: Path, ternary: bool):
     model = build_model(config["model"], meta)
-    load_network(model, checkpoint, ternary)
+    load_network(model, checkpoint, ternary, meta)
     load_domain_head(model, checkpoint.parent)
     load_pooled_heads(model, checkpoint.parent)
     model.eval()

@@ -19,7 +19,7 @@ import torch
 from onnx import numpy_helper
 
 from .model import POOLED_HEADS
-from .train import build_model
+from .train import build_model, label_order
 
 log = logging.getLogger("training.restore")
 
@@ -52,13 +52,32 @@ def share_standardization(state: dict[str, torch.Tensor], model) -> None:
             state.setdefault(name, stored[0])
 
 
-def load_network(model, checkpoint: Path, ternary: bool) -> None:
+def check_label_order(saved: dict[str, list[str]], meta: dict, source) -> None:
+    """Raise ValueError when a network's labels (`label_order` of its training data) differ from meta's in order."""
+    expected = label_order(meta)
+    for head, labels in saved.items():
+        current = expected.get(head, [])
+        if labels == current:
+            continue
+        position = next((i for i, (a, b) in enumerate(zip(labels, current)) if a != b), min(len(labels), len(current)))
+        trained_label = labels[position] if position < len(labels) else "nothing"
+        current_label = current[position] if position < len(current) else "nothing"
+        raise ValueError(f"{source} was trained on other {head} labels: output {position} is {trained_label}, "
+                         f"the labels file has {current_label} there ({len(labels)} against {len(current)} labels). "
+                         "Use the labels file it was trained on, or train again (--redo train)")
+
+
+def load_network(model, checkpoint: Path, ternary: bool, meta: dict | None = None) -> None:
     """Load final.pt into model: a trained checkpoint (frozen here when ternary) or a restored frozen one.
 
     A restored checkpoint has no head that a refit replaces; those come from domain_head.pt and
-    pooled_heads.pt (or keep their fresh initialization until a refit).
+    pooled_heads.pt (or keep their fresh initialization until a refit). With meta, the label order
+    the checkpoint records must be meta's; a checkpoint written before the order was recorded is
+    not checked.
     """
     saved = torch.load(checkpoint)
+    if meta is not None and "labels" in saved:
+        check_label_order(saved["labels"], meta, checkpoint)
     if not saved.get("frozen"):
         model.load_state_dict(saved["model"])
         if ternary:
@@ -79,6 +98,9 @@ def restore_checkpoints(config: dict, meta: dict, model_dir: Path, checkpoint_di
     """Write final.pt, domain_head.pt, pooled_heads.pt and train_summary.json of model_dir into checkpoint_dir."""
     manifest = json.loads((model_dir / "manifest.json").read_text())
     training = manifest.get("training", {})
+    heads = manifest.get("heads", {})
+    check_label_order({head: list(heads[head]["labels"]) for head in ("go", "localization", "function", "domain")
+                       if head in heads}, meta, model_dir)
     model = build_model(config["model"], meta)
     model.set_quantization("ternary")
     model.freeze()
@@ -96,7 +118,8 @@ def restore_checkpoints(config: dict, meta: dict, model_dir: Path, checkpoint_di
 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     network = {name: value for name, value in state.items() if not name.startswith(REFITTED_HEADS)}
-    torch.save({"model": network, "frozen": True, "mode": "ternary", "restoredFrom": manifest["modelId"]},
+    torch.save({"model": network, "frozen": True, "mode": "ternary", "restoredFrom": manifest["modelId"],
+                "labels": label_order(meta)},
                checkpoint_dir / "final.pt")
     if domain and model.domain_head is not None:
         torch.save({"domain_head": model.domain_head.state_dict(), "hidden": domain["hidden"],

@@ -181,6 +181,15 @@ def learning_rate(step: int, progress: float, config: dict) -> float:
     return config["lr"] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
+def label_order(meta: dict) -> dict[str, list[str]]:
+    """Return the labels behind each head's outputs, in output order.
+
+    Checkpoints keep it, so a network is never read against labels in another order."""
+    return {"go": list(meta["goLabels"]), "localization": list(meta["localizationLabels"]),
+            "function": list(meta["functionLabels"]),
+            "domain": list(meta.get("domainFamilies", []))}
+
+
 def build_model(model_config: dict, meta: dict) -> ProteinBitNet:
     return ProteinBitNet(
         go_labels=len(meta["goLabels"]),
@@ -338,7 +347,8 @@ def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_d
             log.info("step %d progress %.3f mode %s lr %.2e loss %.4f %s grad_norm %.2f elapsed %.0fs",
                      step, progress, mode, lr, float(values[0]), parts, grad_norm.item(), time.monotonic() - start)
         if step % train_config["checkpoint_every"] == 0 and rank == 0:
-            torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step, "mode": mode},
+            torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step, "mode": mode,
+                        "labels": label_order(meta)},
                        out_dir / "checkpoint.pt")
     wall = time.monotonic() - start
     if world > 1:
@@ -347,7 +357,8 @@ def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_d
         return {}
     final_mode = FLOAT if train_config.get("full_precision") else TERNARY
     model.set_quantization(final_mode)
-    torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step, "mode": final_mode},
+    torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "step": step, "mode": final_mode,
+                "labels": label_order(meta)},
                out_dir / "final.pt")
     summary = {"steps": step, "wallSeconds": round(wall), "sequencesSeen": sequences_seen,
                "parameters": parameters, "finalMode": mode, "maxSteps": max_steps,

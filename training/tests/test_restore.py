@@ -106,6 +106,23 @@ class RestoreTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "frozen ternary"):
             load_network(build_model(MODEL, META), checkpoints / "final.pt", ternary=False)
 
+    def test_restored_checkpoint_records_the_label_order(self):
+        checkpoints = self.root / "checkpoints"
+        restore_checkpoints({"model": MODEL}, META, self.model_dir, checkpoints)
+        self.assertEqual(torch.load(checkpoints / "final.pt")["labels"]["go"], ["GO:1", "GO:2", "GO:3"])
+        reordered = dict(META, goLabels=["GO:1", "GO:3", "GO:2"])
+        with self.assertRaisesRegex(ValueError, "other go labels: output 1 is GO:2, the labels file has GO:3"):
+            load_network(build_model(MODEL, reordered), checkpoints / "final.pt", ternary=True, meta=reordered)
+        load_network(build_model(MODEL, META), checkpoints / "final.pt", ternary=True, meta=META)
+
+    def test_model_with_other_labels_is_not_restored(self):
+        self.manifest["heads"] = {"go": {"labels": ["GO:1", "GO:2", "GO:3"]},
+                                  "localization": {"labels": [f"class{i}" for i in range(5)]}}
+        (self.model_dir / "manifest.json").write_text(json.dumps(self.manifest))
+        with self.assertRaisesRegex(ValueError, "other localization labels: output 4 is class4, the labels file has nothing"):
+            restore_checkpoints({"model": MODEL}, META, self.model_dir, self.root / "checkpoints")
+        self.assertFalse((self.root / "checkpoints").exists())
+
     def test_other_network_shape_is_refused(self):
         with self.assertRaises(RuntimeError):
             restore_checkpoints({"model": dict(MODEL, ffn=48)}, META, self.model_dir, self.root / "checkpoints")
