@@ -183,7 +183,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def machine_description() -> str:
+def machine_description(processes: int = 1, threads: int | None = None) -> str:
+    """Describe the CPU, torch and how training ran on it: threads, or data-parallel processes of `threads` each."""
     model_name = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as handle:
@@ -193,7 +194,10 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()}-core {platform.machine()} ({model_name}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    threads = threads or torch.get_num_threads()
+    work = (f"{threads} threads" if processes == 1
+            else f"{processes} data-parallel processes of {threads} thread{'s' if threads != 1 else ''}")
+    return f"{os.cpu_count()}-core {platform.machine()} ({model_name}), torch {torch.__version__}, {work}"
 
 
 def go_train_frequencies(records, meta) -> list[float]:
@@ -437,7 +441,8 @@ def main(argv=None) -> int:
         "sequencesSeen": train_summary["sequencesSeen"],
         "schedule": (f"float32 until {config['train']['int8_from']:.0%} of the run, int8 weights until "
                      f"{config['train']['ternary_from']:.0%}, then ternary weights; int8 activations from the int8 phase on"),
-        "machine": train_summary.get("machine") or machine_description(),
+        "machine": train_summary.get("machine") or machine_description(train_summary.get("processes", 1),
+                                                                     train_summary.get("threadsPerProcess")),
         "domainHeadRefit": domain_head_summary,
         "pooledHeadsRefit": pooled_heads_summary,
     }
