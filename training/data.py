@@ -293,7 +293,8 @@ def choose_go_labels(records, ontology: GeneOntology, config: dict) -> list[str]
     labels = []
     for index, aspect in enumerate("CFP"):
         limit = config["go_max_frequency"] * annotated[aspect]
-        # Ties go in term order: a Counter fed from sets keeps the process's string-hash order.
+        # Ties go in term order. The Counter keeps insertion order, and a set of strings iterates in the order
+        # of the process's hash seed.
         ranked = sorted(counts[aspect].items(), key=lambda item: (-item[1], item[0]))
         candidates = [
             term for term, count in ranked

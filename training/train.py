@@ -184,7 +184,8 @@ def learning_rate(step: int, progress: float, config: dict) -> float:
 def label_order(meta: dict) -> dict[str, list[str]]:
     """Return the labels behind each head's outputs, in output order.
 
-    Checkpoints keep it, so a network is never read against labels in another order."""
+    Checkpoints keep it, so a network is never read against labels in another order.
+    """
     return {"go": list(meta["goLabels"]), "localization": list(meta["localizationLabels"]),
             "function": list(meta["functionLabels"]),
             "domain": list(meta.get("domainFamilies", []))}

@@ -6,7 +6,7 @@ from training.data import choose_go_labels
 
 
 class FlatOntology:
-    """Terms without ancestors; GO:0000001..GO:0000009 are molecular functions."""
+    """Ontology stand-in whose terms have no ancestors and are all molecular functions."""
 
     def propagate(self, terms):
         return list(terms)
