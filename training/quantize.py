@@ -18,6 +18,8 @@ With accuracy_level 4, MatMulNBits quantizes its float input again to int8 per b
 block_size values along K, so its result differs from the exported network by that rounding.
 With --activations kernel, the per-token fake quantization is dropped and the LayerNorm output goes
 straight into MatMulNBits, which then quantizes it per block only.
+
+Every format also floors the attention scores before each Softmax (see floor_attention_scores).
 """
 
 from __future__ import annotations
@@ -200,6 +202,62 @@ def remove_unused(graph: onnx.GraphProto) -> None:
     graph.initializer.extend(kept)
 
 
+# Scores more than this far below their row's largest are raised to that distance before Softmax.
+# exp(-40) is about 4e-18: as a weight next to the row's largest (1) it is invisible in float32 up
+# to e^40 / 2^24, about 1.4e10 keys, and it stays a normal float32 even after the division by the
+# row sum and the product with a value, so no operation meets a subnormal number.
+SCORE_FLOOR_MARGIN = 40.0
+
+
+def _softmax_axis(node: onnx.NodeProto) -> int:
+    """Return a Softmax node's axis; the exporter's opset (13 and later) defaults it to the last one."""
+    return next((attribute.i for attribute in node.attribute if attribute.name == "axis"), -1)
+
+
+def floor_attention_scores(model: onnx.ModelProto) -> int:
+    """Floor the masked attention scores in front of every Softmax at the row maximum minus SCORE_FLOOR_MARGIN.
+
+    The exporter masks a score with Where(mask, -1e9, score). onnxruntime's Softmax clamps the
+    exponent of such a score at about -104, and the result is a subnormal float32 that the following
+    division and the product with the values carry on. x86 cores without flush-to-zero take a
+    microcode assist on subnormal operands, so the masked half of a causal score matrix made Softmax
+    the slowest operator of the graph on an Intel Xeon (docs/benchmarks.md). After the floor the
+    smallest weight is about 4e-18 of the row's largest, so outputs are those of the exporter's
+    graph to float32 rounding. A row whose every key is masked keeps its -1e9 scores and stays uniform.
+
+    Rewrites `model` in place and returns the number of Softmax nodes floored; a graph floored
+    before is left as it is.
+    """
+    graph = model.graph
+    producers = _producers(graph)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    margin = "attention_score_floor_margin"
+    nodes: list[onnx.NodeProto] = []
+    floored = 0
+    for node in graph.node:
+        source = producers.get(node.input[0]) if node.op_type == "Softmax" else None
+        if source is not None and source.op_type == "Where" and _softmax_axis(node) in (-1, 3):
+            base = node.name or node.output[0]
+            scores, row_max, floor, clamped = node.input[0], f"{base}/row_max", f"{base}/floor", f"{base}/floored"
+            if opset >= 18:
+                axes = f"{base}/row_max_axes"
+                graph.initializer.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), axes))
+                nodes.append(helper.make_node("ReduceMax", [scores, axes], [row_max], name=f"{base}/RowMax", keepdims=1))
+            else:
+                nodes.append(helper.make_node("ReduceMax", [scores], [row_max], name=f"{base}/RowMax", axes=[-1],
+                                              keepdims=1))
+            nodes.append(helper.make_node("Sub", [row_max, margin], [floor], name=f"{base}/Floor"))
+            nodes.append(helper.make_node("Max", [scores, floor], [clamped], name=f"{base}/FloorScores"))
+            node.input[0] = clamped
+            floored += 1
+        nodes.append(node)
+    if floored:
+        graph.initializer.append(numpy_helper.from_array(np.array(SCORE_FLOOR_MARGIN, dtype=np.float32), margin))
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return floored
+
+
 def _rewrite_float32(rewriter: _Rewriter, match: BitLinearMatch) -> None:
     weight = (match.codes.astype(np.float32) * match.scale[:, None]).T.copy()
     name = rewriter.add_initializer(weight, f"{match.prefix}.weight")
@@ -272,10 +330,11 @@ def quantize_model(model: onnx.ModelProto, fmt: str, block_size: int = 32, accur
         else:
             _rewrite_nbits(rewriter, match, NBITS[fmt], block_size, accuracy_level, kernel_activations)
     rewriter.finish()
+    floored = floor_attention_scores(rewritten)
     if fmt in NBITS and not any(opset.domain == MS_DOMAIN for opset in rewritten.opset_import):
         rewritten.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
     rewritten.producer_name = "training.quantize"
-    log.info("rewrote %d BitLinear MatMuls for %s", len(matches), fmt)
+    log.info("rewrote %d BitLinear MatMuls for %s and floored the scores of %d Softmax nodes", len(matches), fmt, floored)
     return rewritten
 
 

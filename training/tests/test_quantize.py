@@ -11,7 +11,9 @@ from onnx import TensorProto, numpy_helper
 
 from training.export import export_onnx
 from training.model import ProteinBitNet
-from training.quantize import FORMATS, find_bit_linears, pack_nbits, quantize_model, unpack_nbits
+from training.quantize import (
+    FORMATS, SCORE_FLOOR_MARGIN, find_bit_linears, floor_attention_scores, pack_nbits, quantize_model, unpack_nbits,
+)
 
 
 def exported_model() -> onnx.ModelProto:
@@ -121,6 +123,47 @@ class QuantizeTest(unittest.TestCase):
             quantize_model(self.original, "nbits2", block_size=24)
         with self.assertRaises(ValueError):
             quantize_model(self.original, "int8", kernel_activations=True)
+
+    def test_every_format_floors_the_masked_scores_before_softmax(self):
+        for fmt in FORMATS:
+            rewritten = quantize_model(self.original, fmt)
+            producers = {output: node for node in rewritten.graph.node for output in node.output}
+            softmaxes = [node for node in rewritten.graph.node if node.op_type == "Softmax"]
+            self.assertEqual(len(softmaxes), 1, fmt)
+            floor = producers[softmaxes[0].input[0]]
+            self.assertEqual(floor.op_type, "Max", fmt)
+            masked, lowest = (producers[name] for name in floor.input)
+            self.assertEqual(masked.op_type, "Where", fmt)
+            self.assertEqual(lowest.op_type, "Sub", fmt)
+            row_max = producers[lowest.input[0]]
+            self.assertEqual((row_max.op_type, list(row_max.input)), ("ReduceMax", [masked.output[0]]), fmt)
+            self.assertEqual(float(initializers(rewritten)[lowest.input[1]]), SCORE_FLOOR_MARGIN, fmt)
+            # A second pass finds nothing left to floor.
+            self.assertEqual(floor_attention_scores(rewritten), 0, fmt)
+
+    def test_floor_changes_no_weight_and_leaves_no_subnormal(self):
+        # The floored subgraph, computed as onnxruntime computes it in float32, on a causal score
+        # matrix with the exporter's -1e9 mask and a spread of real scores down to 60 below the row maximum.
+        rng = np.random.default_rng(3)
+        n = 300
+        scores = (rng.standard_normal((4, n, n)) * 20).astype(np.float32)
+        mask = np.triu(np.ones((n, n), dtype=bool), k=1)
+        masked = np.where(mask, np.float32(-1e9), scores)
+        floored = np.maximum(masked, masked.max(axis=-1, keepdims=True) - np.float32(SCORE_FLOOR_MARGIN))
+
+        def softmax(x):
+            e = np.exp(x - x.max(axis=-1, keepdims=True))
+            return e / e.sum(axis=-1, keepdims=True)
+
+        weights, unfloored = softmax(floored), softmax(masked)
+        # Only weights below exp(-margin) of the row's largest move, and by less than that.
+        self.assertLess(float(np.abs(weights - unfloored).max()), float(np.exp(-SCORE_FLOOR_MARGIN)))
+        self.assertLess(float(np.abs(weights - softmax(masked.astype(np.float64))).max()), 1e-6)
+        tiny = np.finfo(np.float32).tiny
+        self.assertFalse(((weights != 0) & (np.abs(weights) < tiny)).any())
+        self.assertGreater(float(weights.min()), tiny)
+        # Without the floor the masked exponents underflow to zero or to subnormal values.
+        self.assertTrue((unfloored[..., mask] < tiny).all())
 
     def assert_no_float_bit_linear_weights(self, model: onnx.ModelProto):
         shapes = {tuple(codes.shape) for codes in self.codes.values()} | {tuple(codes.shape[::-1]) for codes in self.codes.values()}
