@@ -34,6 +34,7 @@ from .model_card import write_model_card
 from .pooled_heads import fit_pooled_heads, network_states, pooled_head_proteins, set_pooling
 from .quantize import quantize_model
 from .restore import load_network, restore_checkpoints
+from .shards import processes_of
 from .train import build_model, train
 
 log = logging.getLogger("training.build")
@@ -73,12 +74,13 @@ def refit_heads(config: dict, labels_path: Path, checkpoint_dir: Path, ternary: 
     if domain and pooled and config["model"]["max_length"] == config["eval"]["eval_length"]:
         started = time.monotonic()
         set_pooling(model, config)
+        processes, threads = processes_of(config)
         pooled_states, final = network_states(model, pooled_proteins, config["eval"]["eval_length"],
-                                              set(range(len(domain_proteins))))
+                                              set(range(len(domain_proteins))), processes=processes, threads=threads)
         residue_states = final[:len(domain_proteins)]
         seconds = time.monotonic() - started
-        log.info("network states of %d proteins (%d with final states) in %.0f s",
-                 len(pooled_proteins), len(domain_proteins), seconds)
+        log.info("network states of %d proteins (%d with final states) in %.0f s, %d process%s",
+                 len(pooled_proteins), len(domain_proteins), seconds, processes, "es" if processes > 1 else "")
     if domain:
         summary = fit_domain_head(model, domain_proteins, meta["domainFamilies"], config, seed, residue_states, seconds)
         # Both refits' "seconds" then include the one shared pass.
@@ -403,9 +405,12 @@ def main(argv=None) -> int:
     validation, test = evaluation_sets(records, config)
     torch.set_num_threads(config["train"]["threads"])
     log.info("predicting %d validation and %d test proteins", len(validation), len(test))
-    validation_predictions = predict(model, validation, eval_config["eval_length"])
+    processes, threads = processes_of(config)
+    validation_predictions = predict(model, validation, eval_config["eval_length"], processes=processes,
+                                     threads=threads)
     # The test predictions keep the first 16 positions' outputs for the reference file of model verify.
-    test_predictions = predict(model, test, eval_config["eval_length"], reference_positions=16)
+    test_predictions = predict(model, test, eval_config["eval_length"], reference_positions=16,
+                               processes=processes, threads=threads)
     thresholds, metrics = evaluate(meta, validation, validation_predictions, test, test_predictions,
                                    go_train_frequencies(records, meta))
     metrics["lm"]["unigramBaselinePerplexity"] = round(

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .model import PAD_ID, VOCAB, encode, length_sorted_batches
+from .shards import merge_shares, run_in_processes
 
 log = logging.getLogger("training.evaluate")
 
@@ -28,16 +29,28 @@ def evaluation_sets(records, config: dict) -> tuple[list, list]:
     return validation[: config["eval"]["max_validation"]], test[: config["eval"]["max_test"]]
 
 
-@torch.no_grad()
-def predict(model, records, max_tokens: int, batch_size: int = 32, reference_positions: int | None = None) -> dict:
+def predict(model, records, max_tokens: int, batch_size: int = 32, reference_positions: int | None = None,
+            processes: int = 1, threads: int = 1) -> dict:
     """Run the model on records (truncated to max_tokens); return sigmoid scores and LM sums.
 
     Sequences are sorted by length so batches carry little padding; results come back in input order.
     With `reference_positions`, "outputs" also holds each record's head outputs (logits) as export's
     reference entries keep them: the per-position outputs of its first `reference_positions`
     positions. A real position never attends to the padding on its right, so they are the outputs
-    of the record run alone, up to float rounding.
+    of the record run alone, up to float rounding. With `processes` > 1 the records are shared
+    among that many processes of `threads` threads (see shards.py); the LM sums then add up in
+    another order.
     """
+    if processes > 1 and len(records) >= processes:
+        parts = run_in_processes(_predict, model, [{"sequence": record["sequence"]} for record in records],
+                                 processes, threads, max_tokens=max_tokens, batch_size=batch_size,
+                                 reference_positions=reference_positions)
+        return merge_shares(parts, len(records))
+    return _predict(model, records, max_tokens, batch_size, reference_positions)
+
+
+@torch.no_grad()
+def _predict(model, records, max_tokens: int, batch_size: int = 32, reference_positions: int | None = None) -> dict:
     from .export import output_names
 
     model.eval()

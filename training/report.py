@@ -31,6 +31,7 @@ from .evaluate import (
 )
 from .model_card import POOLING_PHRASE
 from .restore import load_network
+from .shards import processes_of
 from .train import build_model
 
 log = logging.getLogger("training.report")
@@ -370,7 +371,13 @@ def main(argv=None) -> int:
     predictions = {}
     lookaheads = {}
     model = load_model(config, meta, run_dir / "checkpoints" / "final.pt", ternary=True)
-    predictions["ternary"] = (predict(model, validation, max_tokens), predict(model, test, max_tokens))
+    processes, per_process = processes_of(config, threads)
+
+    def predict_both(network) -> tuple[dict, dict]:
+        return tuple(predict(network, records, max_tokens, processes=processes, threads=per_process)
+                     for records in (validation, test))
+
+    predictions["ternary"] = predict_both(model)
     lookaheads["ternary"] = model.domain_lookahead
     twin_dir = twin_folder(arguments.twin, run_dir, config["name"])
     if twin_dir is not None:
@@ -382,7 +389,7 @@ def main(argv=None) -> int:
                              f"of it in work/NAME/twin/")
         log.info("full-precision twin from %s", twin_dir)
         twin = load_model(config, meta, twin_dir / "final.pt", ternary=False)
-        predictions["full precision"] = (predict(twin, validation, max_tokens), predict(twin, test, max_tokens))
+        predictions["full precision"] = predict_both(twin)
         lookaheads["full precision"] = twin.domain_lookahead
     predictions["naive"] = (baselines.frequency_predictions(validation, train_records, meta),
                             baselines.frequency_predictions(test, train_records, meta))
