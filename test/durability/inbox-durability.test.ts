@@ -86,7 +86,7 @@ describe('inbox durability', () => {
 
     // The third attempt, in a third process lifetime, is the last one.
     await fixture.newWatcher({ maxAttempts: 3, retryDelayMs: 60_000 }).start();
-    await waitFor(() => listFolder(fixture.folders.failed).includes('broken.fasta'), 'the quarantined file in failed/');
+    await waitFor(() => listFolder(fixture.folders.failed).includes('broken.fasta') && listFolder(fixture.processing).length === 0, 'the quarantined file in failed/');
 
     const content = JSON.parse(readFileSync(path.join(fixture.folders.failed, 'broken.fasta.errors.json'), 'utf8')) as { attempts: number };
     expect(content.attempts).toBe(3);

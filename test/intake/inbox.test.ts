@@ -154,7 +154,8 @@ describe('InboxWatcher', () => {
     await watcher.start();
     deliver(fixture, 'big.fasta', `>big\n${'A'.repeat(200)}\n`);
 
-    await waitFor(() => listFolder(fixture.folders.failed).includes('big.fasta'), 'big.fasta in failed/');
+    // A file is linked into failed/ before it is unlinked from .processing/.
+    await waitFor(() => listFolder(fixture.folders.failed).includes('big.fasta') && listFolder(fixture.processing).length === 0, 'big.fasta in failed/');
     const errors = readJson<ErrorsFile>(path.join(fixture.folders.failed, 'big.fasta.errors.json'));
     expect(errors.errors.map((error) => error.code)).toEqual(['PAYLOAD_TOO_LARGE']);
     expect(errors.errors[0].message).toContain('100');
@@ -284,7 +285,8 @@ describe('InboxWatcher', () => {
     await waitFor(() => fixture.store.findInputByKey(inputKeyOf(THREE_RECORDS)), 'the input of one.fasta');
     deliver(fixture, 'two.fasta', THREE_RECORDS);
     await waitFor(() => listFolder(fixture.processing).includes('two.fasta') && listFolder(fixture.folders.inbox).length === 1, 'two.fasta claimed');
-    await sleep(200);
+    // The watcher runs this after the claim and ingest of two.fasta, while one.fasta's jobs still wait.
+    expect(await watcher.finalizeCompletedInputs()).toBe(0);
 
     expect(completeAllPendingJobs(fixture.store)).toBe(3);
     expect(await watcher.finalizeCompletedInputs()).toBe(1);
@@ -304,7 +306,8 @@ describe('InboxWatcher', () => {
     expect(completeAllPendingJobs(fixture.store)).toBe(3);
 
     deliver(fixture, 'copy.fasta', THREE_RECORDS);
-    await waitFor(() => listFolder(fixture.folders.done).length === 2, 'both files in done/');
+    // A file is linked into done/ before it is unlinked from .processing/.
+    await waitFor(() => listFolder(fixture.folders.done).length === 2 && listFolder(fixture.processing).length === 0, 'both files in done/');
 
     expect(listFolder(fixture.folders.done)).toEqual(['copy.fasta', 'first.fasta']);
     expect(listFolder(fixture.folders.outbox)).toEqual(['copy.fasta.json', 'first.fasta.json']);
