@@ -223,7 +223,13 @@ def floor_attention_scores(model: onnx.ModelProto) -> int:
     microcode assist on subnormal operands, so the masked half of a causal score matrix made Softmax
     the slowest operator of the graph on an Intel Xeon (docs/benchmarks.md). After the floor the
     smallest weight is about 4e-18 of the row's largest, so outputs are those of the exporter's
-    graph to float32 rounding. A row whose every key is masked keeps its -1e9 scores and stays uniform.
+    graph to float32 rounding.
+
+    The mask itself becomes an Add of a float mask (0, or -1e9 where masked) that one Where per
+    mask computes from the [queries, keys] condition, instead of a Where over every head's scores,
+    which onnxruntime broadcasts more slowly. A masked score is then -1e9 plus the score, and the
+    floor replaces it as before. The causal mask always leaves a query its own key, so no row is
+    masked whole.
 
     Rewrites `model` in place and returns the number of Softmax nodes floored; a graph floored
     before is left as it is.
@@ -231,12 +237,21 @@ def floor_attention_scores(model: onnx.ModelProto) -> int:
     graph = model.graph
     producers = _producers(graph)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    margin = "attention_score_floor_margin"
+    margin, zero = "attention_score_floor_margin", "attention_mask_zero"
     nodes: list[onnx.NodeProto] = []
+    additive: dict[tuple[str, str], str] = {}
     floored = 0
     for node in graph.node:
         source = producers.get(node.input[0]) if node.op_type == "Softmax" else None
         if source is not None and source.op_type == "Where" and _softmax_axis(node) in (-1, 3):
+            condition, fill, raw = source.input
+            if (condition, fill) not in additive:
+                additive[(condition, fill)] = f"{condition}/additive_mask"
+                nodes.insert(nodes.index(source), helper.make_node(
+                    "Where", [condition, fill, zero], [additive[(condition, fill)]], name=f"{condition}/AdditiveMask"))
+            source.op_type = "Add"
+            del source.input[:]
+            source.input.extend([raw, additive[(condition, fill)]])
             base = node.name or node.output[0]
             scores, row_max, floor, clamped = node.input[0], f"{base}/row_max", f"{base}/floor", f"{base}/floored"
             if opset >= 18:
@@ -253,6 +268,7 @@ def floor_attention_scores(model: onnx.ModelProto) -> int:
         nodes.append(node)
     if floored:
         graph.initializer.append(numpy_helper.from_array(np.array(SCORE_FLOOR_MARGIN, dtype=np.float32), margin))
+        graph.initializer.append(numpy_helper.from_array(np.array(0.0, dtype=np.float32), zero))
         del graph.node[:]
         graph.node.extend(nodes)
     return floored

@@ -133,7 +133,10 @@ class QuantizeTest(unittest.TestCase):
             floor = producers[softmaxes[0].input[0]]
             self.assertEqual(floor.op_type, "Max", fmt)
             masked, lowest = (producers[name] for name in floor.input)
-            self.assertEqual(masked.op_type, "Where", fmt)
+            self.assertEqual(masked.op_type, "Add", fmt)
+            additive = producers[masked.input[1]]
+            self.assertEqual(additive.op_type, "Where", fmt)
+            self.assertEqual(float(initializers(rewritten)[additive.input[2]]), 0.0, fmt)
             self.assertEqual(lowest.op_type, "Sub", fmt)
             row_max = producers[lowest.input[0]]
             self.assertEqual((row_max.op_type, list(row_max.input)), ("ReduceMax", [masked.output[0]]), fmt)
@@ -142,14 +145,16 @@ class QuantizeTest(unittest.TestCase):
             self.assertEqual(floor_attention_scores(rewritten), 0, fmt)
 
     def test_floor_changes_no_weight_and_leaves_no_subnormal(self):
-        # The floored subgraph, computed as onnxruntime computes it in float32, on a causal score
-        # matrix with the exporter's -1e9 mask and a spread of real scores down to 60 below the row maximum.
+        # The rewritten subgraph, computed as onnxruntime computes it in float32, against the
+        # exporter's Where(mask, -1e9, score) on a causal score matrix with real scores spread
+        # down to 60 below the row maximum.
         rng = np.random.default_rng(3)
         n = 300
         scores = (rng.standard_normal((4, n, n)) * 20).astype(np.float32)
         mask = np.triu(np.ones((n, n), dtype=bool), k=1)
         masked = np.where(mask, np.float32(-1e9), scores)
-        floored = np.maximum(masked, masked.max(axis=-1, keepdims=True) - np.float32(SCORE_FLOOR_MARGIN))
+        added = scores + np.where(mask, np.float32(-1e9), np.float32(0.0))
+        floored = np.maximum(added, added.max(axis=-1, keepdims=True) - np.float32(SCORE_FLOOR_MARGIN))
 
         def softmax(x):
             e = np.exp(x - x.max(axis=-1, keepdims=True))
