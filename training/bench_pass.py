@@ -7,8 +7,8 @@ work/NAME/checkpoints/final.pt):
 It takes the first --proteins of the pooled heads' training proteins, in the build's order, with
 the domain head's proteins first and their final states kept, as the build does. Each run shares
 the configuration's `train.threads` among its processes. Prints one JSON line per run, the largest
-difference of the pooled states from the first run, and the ratio of the first run's time to
-each other run's.
+difference of the pooled states from the first run, and each other run's speed relative to the
+first.
 """
 
 from __future__ import annotations
@@ -64,9 +64,10 @@ def main(argv=None) -> int:
                   "largestPooledDifference": float((pooled - first).abs().max())}
         results.append(result)
         print(json.dumps(result), flush=True)
+    base = results[0]
     for result in results[1:]:
-        print(f"{results[0]['processes']} process(es) / {result['processes']} processes: "
-              f"{results[0]['seconds'] / result['seconds']:.2f}x", flush=True)
+        print(f"{result['processes']} process(es) ran {base['seconds'] / result['seconds']:.2f}x as fast as "
+              f"{base['processes']} process(es)", flush=True)
     return 0
 
 

@@ -320,10 +320,13 @@ def training_text(manifest: dict, twin_summary: dict | None, config: dict) -> st
         step_limit = (f" --max-steps {twin_summary['maxSteps']}"
                       if "wallBudgetSeconds" in twin_summary and twin_summary["wallBudgetSeconds"] is None else "")
         processes = twin_summary.get("processes", 1)
-        parallel = (f" in {processes} data-parallel processes of {twin_summary.get('threadsPerProcess', 1)} thread(s)"
-                    if processes > 1 else "")
+        if twin_summary.get("machine"):
+            where = f" of training on {twin_summary['machine']}"
+        else:
+            where = (f" in {processes} data-parallel processes of {twin_summary.get('threadsPerProcess', 1)} thread(s)"
+                     if processes > 1 else "")
         lines.append(f"- Full-precision twin: {twin_summary['steps']} steps, {twin_summary['sequencesSeen']} sequences, "
-                     f"{twin_summary['wallSeconds']} s{parallel}, float32 weights and activations throughout. Command: "
+                     f"{twin_summary['wallSeconds']} s{where}, float32 weights and activations throughout. Command: "
                      f"`python3 -m training.build --config <config> --twin{step_limit}`.")
     pooled = training.get("pooledHeadsRefit")
     if pooled:

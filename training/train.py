@@ -367,6 +367,9 @@ def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_d
                "wallBudgetSeconds": budget if math.isfinite(budget) else None,
                "stoppedBy": "max_steps" if step >= max_steps else "wall_seconds",
                "processes": world, "threadsPerProcess": torch.get_num_threads()}
+    # build imports this module, so its machine text is imported here, at the end of a run.
+    from .build import machine_description
+    summary["machine"] = machine_description(world, torch.get_num_threads())
     log.info("training finished: %s", summary)
     with open(out_dir / "train_summary.json", "w") as handle:
         json.dump(summary, handle)
