@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--proteins", type=int, default=4000)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     arguments = parser.parse_args(argv)
+
     config = json.loads(arguments.config.read_text())
     run_dir = arguments.work / config["name"]
     checkpoint = run_dir / "checkpoints" / "final.pt"
@@ -43,6 +44,7 @@ def main(argv=None) -> int:
         parser.error(f"{checkpoint} does not exist; build or restore the network first")
     dataset = json.loads((run_dir / "labels.json").read_text())
     meta, records = dataset["meta"], dataset["records"]
+
     model = build_model(config["model"], meta)
     load_network(model, checkpoint, True, meta)
     set_pooling(model, config)
@@ -50,6 +52,7 @@ def main(argv=None) -> int:
     domain_proteins = domain_head_proteins(records, config, seed)
     proteins = pooled_head_proteins(records, config, seed, domain_proteins)[:arguments.proteins]
     keep = set(range(min(len(domain_proteins), len(proteins))))
+
     threads = config["train"]["threads"]
     results, first = [], None
     for processes in arguments.processes:
@@ -64,6 +67,7 @@ def main(argv=None) -> int:
                   "largestPooledDifference": float((pooled - first).abs().max())}
         results.append(result)
         print(json.dumps(result), flush=True)
+
     base = results[0]
     for result in results[1:]:
         print(f"{result['processes']} process(es) ran {base['seconds'] / result['seconds']:.2f}x as fast as "

@@ -203,9 +203,9 @@ def remove_unused(graph: onnx.GraphProto) -> None:
 
 
 # Scores more than this far below their row's largest are raised to that distance before Softmax.
-# exp(-40) is about 4e-18: as a weight next to the row's largest (1) it is invisible in float32 up
-# to e^40 / 2^24, about 1.4e10 keys, and it stays a normal float32 even after the division by the
-# row sum and the product with a value, so no operation meets a subnormal number.
+# exp(-40) is about 4e-18. Next to the row's largest weight (1) it is lost in float32 rounding for
+# up to e^40 / 2^24 keys, about 1.4e10. It stays a normal float32 after the division by the row sum
+# and the product with a value, so no operation meets a subnormal number.
 SCORE_FLOOR_MARGIN = 40.0
 
 

@@ -124,7 +124,7 @@ class QuantizeTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             quantize_model(self.original, "int8", kernel_activations=True)
 
-    def test_every_format_floors_the_masked_scores_before_softmax(self):
+    def test_formats_floor_masked_scores(self):
         for fmt in FORMATS:
             rewritten = quantize_model(self.original, fmt)
             producers = {output: node for node in rewritten.graph.node for output in node.output}
@@ -144,7 +144,7 @@ class QuantizeTest(unittest.TestCase):
             # A second pass finds nothing left to floor.
             self.assertEqual(floor_attention_scores(rewritten), 0, fmt)
 
-    def test_floor_changes_no_weight_and_leaves_no_subnormal(self):
+    def test_floor_leaves_no_subnormal(self):
         # The rewritten subgraph, computed as onnxruntime computes it in float32, against the
         # exporter's Where(mask, -1e9, score) on a causal score matrix with real scores spread
         # down to 60 below the row maximum.

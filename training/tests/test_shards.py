@@ -27,7 +27,7 @@ class ShareOrderTest(unittest.TestCase):
         totals = [sum(lengths[index] for index in share) for share in shares]
         self.assertLess(max(totals) - min(totals), max(lengths))
 
-    def test_merge_puts_rows_and_items_back_and_adds_sums(self):
+    def test_merge_restores_input_order(self):
         parts = [([2, 0], {"go": np.array([[2.0], [0.0]]), "residues": [20, 0], "lmTokens": 5}),
                  ([1], {"go": np.array([[1.0]]), "residues": [10], "lmTokens": 7})]
         merged = merge_shares(parts, 3)
