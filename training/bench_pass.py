@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .bench_train import print_speedups
 from .domain_head import domain_head_proteins
 from .pooled_heads import network_states, pooled_head_proteins, set_pooling
 from .restore import load_network
@@ -67,11 +68,7 @@ def main(argv=None) -> int:
                   "largestPooledDifference": float((pooled - first).abs().max())}
         results.append(result)
         print(json.dumps(result), flush=True)
-
-    base = results[0]
-    for result in results[1:]:
-        print(f"{result['processes']} process(es) ran {base['seconds'] / result['seconds']:.2f}x as fast as "
-              f"{base['processes']} process(es)", flush=True)
+    print_speedups(results, "seconds")
     return 0
 
 

@@ -7,8 +7,8 @@ Each run trains a fresh network for --steps steps on the build's training split,
 configuration's batches and crops, and the processes share its `train.threads`. The whole run
 keeps one weight mode: --mode ternary has the int8 activations and ternary weights of a run's
 last phase, and float is the twin's. The time per step is the run's training wall time (from the first step to the last,
-without loading the data) over its steps. Prints one JSON line per run, then the ratio of the
-first run's time per step to each other run's.
+without loading the data) over its steps. Prints one JSON line per run, then how many times as
+fast as the first run each other run was.
 """
 
 from __future__ import annotations
@@ -56,10 +56,16 @@ def main(argv=None) -> int:
                   "steps": arguments.steps, "secondsPerStep": round(seconds, 3)}
         results.append(result)
         print(json.dumps(result), flush=True)
-    for result in results[1:]:
-        print(f"{results[0]['processes']} process(es) / {result['processes']} processes: "
-              f"{results[0]['secondsPerStep'] / result['secondsPerStep']:.2f}x", flush=True)
+    print_speedups(results, "secondsPerStep")
     return 0
+
+
+def print_speedups(results: list[dict], seconds: str) -> None:
+    """Print how many times as fast as the first run each other run was, by their `seconds` field."""
+    base = results[0]
+    for result in results[1:]:
+        print(f"{result['processes']} process(es) ran {base[seconds] / result[seconds]:.2f}x as fast as "
+              f"{base['processes']} process(es)", flush=True)
 
 
 if __name__ == "__main__":
