@@ -210,7 +210,7 @@ SCORE_FLOOR_MARGIN = 40.0
 
 
 def _softmax_axis(node: onnx.NodeProto) -> int:
-    """Return a Softmax node's axis; the exporter's opset (13 and later) defaults it to the last one."""
+    """Return a Softmax node's axis. From opset 13 on, as in the exporter's graphs, it defaults to the last one."""
     return next((attribute.i for attribute in node.attribute if attribute.name == "axis"), -1)
 
 
@@ -231,7 +231,7 @@ def floor_attention_scores(model: onnx.ModelProto) -> int:
     floor replaces it as before. The causal mask always leaves a query its own key, so no row is
     masked whole.
 
-    Rewrites `model` in place and returns the number of Softmax nodes floored; a graph floored
+    Rewrites `model` in place and returns the number of Softmax nodes floored. A graph floored
     before is left as it is.
     """
     graph = model.graph

@@ -1,25 +1,22 @@
 """Run a forward pass of a frozen network over many proteins in several processes.
 
 A pass without gradients over thousands of proteins (the states for the head refits, the
-validation and test predictions) is a chain of small matrix products that one process with two
-torch threads keeps busy only in part. Here each of N processes with `threads` threads of its
+validation and test predictions) is a chain of small matrix products. Each of N processes with `threads` threads of its
 own takes every N-th protein in order of length, so the shares hold proteins of the same lengths
 and finish together. Each process writes what `function(model, records, **options)` returns to a
-file, and the caller merges the shares back into input order.
+file, and the caller merges the shares back into input order. On a 2-core Intel Xeon VM two
+processes of one thread ran the build's shared pass 1.03 to 1.05 times as fast as one process of
+two threads (training/README.md).
 """
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-
-log = logging.getLogger("training.shards")
-
 
 def processes_of(config: dict, threads: int | None = None) -> tuple[int, int]:
     """Return the processes of a pass and the torch threads of each: train.processes sharing
@@ -31,8 +28,8 @@ def processes_of(config: dict, threads: int | None = None) -> tuple[int, int]:
 def merge_shares(parts: list[tuple[list[int], dict]], count: int) -> dict:
     """Merge per-share result dicts into one in input order.
 
-    An array's rows and a list's items belong to the share's records in order; numbers are sums
-    over the records and are added.
+    An array's rows and a list's items belong to the share's records in order. Numbers are sums
+    over the records, so they are added.
     """
     merged: dict = {}
     for indices, result in parts:
