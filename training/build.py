@@ -35,7 +35,7 @@ from .pooled_heads import fit_pooled_heads, network_states, pooled_head_proteins
 from .quantize import quantize_model
 from .restore import load_network, restore_checkpoints
 from .shards import processes_of
-from .train import build_model, train
+from .train import build_model, read_progress_schedule, train
 
 log = logging.getLogger("training.build")
 
@@ -161,6 +161,10 @@ def parse_arguments(argv=None):
                         help="train exactly this many steps whatever the time taken (overrides the config's max_steps "
                              "and ignores the wall-clock budget), for example the step count of the model a twin is "
                              "compared with")
+    parser.add_argument("--progress-from", type=Path, metavar="PROGRESS_JSON",
+                        help="take each training step's progress (learning rate and quantization phase) from the "
+                             "progress.json of another run, and train as many steps as it has: with --twin, give "
+                             "the model's work/NAME/checkpoints/progress.json for a twin on the model's schedule")
     parser.add_argument("--network-from", type=Path, metavar="MODEL_DIR",
                         help="take the trained network and its heads from an exported model folder instead of training "
                              "(its model.onnx stores them); with --redo domain_head or --redo pooled_heads the heads "
@@ -168,7 +172,12 @@ def parse_arguments(argv=None):
     parser.add_argument("--twin", action="store_true",
                         help="train the full-precision twin (same data, network and schedule, float32 weights and "
                              "activations) into work/NAME/twin/ and stop; the evaluation compares it with the model")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if arguments.progress_from and arguments.max_steps:
+        parser.error("--progress-from sets the step count: leave out --max-steps")
+    if arguments.progress_from and arguments.network_from:
+        parser.error("--progress-from applies to training, and --network-from trains nothing")
+    return arguments
 
 
 def step_needed(step: str, output: Path, redo: str | None) -> bool:
@@ -326,6 +335,11 @@ def main(argv=None) -> int:
     if arguments.max_steps:
         config["train"]["max_steps"] = arguments.max_steps
         wall_seconds = float("inf")
+    progress_schedule = None
+    if arguments.progress_from:
+        progress_schedule = read_progress_schedule(arguments.progress_from)
+        config["train"]["max_steps"] = len(progress_schedule)
+        wall_seconds = float("inf")
     work = arguments.work
     out = arguments.out or (work / "smoke" / "model" if arguments.smoke else work / config["name"] / "model")
     run_dir = work / config["name"]
@@ -372,7 +386,7 @@ def main(argv=None) -> int:
         twin_config = dict(config, train=dict(config["train"], full_precision=True))
         twin_dir = run_dir / "twin"
         if step_needed("train", twin_dir / "final.pt", redo):
-            train(twin_config, labels_path, twin_dir, wall_seconds)
+            train(twin_config, labels_path, twin_dir, wall_seconds, progress_schedule)
         refit_heads(twin_config, labels_path, twin_dir, ternary=False,
                     domain=step_needed("domain_head", twin_dir / "domain_head.pt", redo),
                     pooled=step_needed("pooled_heads", twin_dir / "pooled_heads.pt", redo))
@@ -383,7 +397,7 @@ def main(argv=None) -> int:
     if arguments.network_from:
         restore_checkpoints(config, json.loads(labels_path.read_text())["meta"], arguments.network_from, checkpoint_dir)
     elif step_needed("train", final_checkpoint, redo):
-        train(config, labels_path, checkpoint_dir, wall_seconds)
+        train(config, labels_path, checkpoint_dir, wall_seconds, progress_schedule)
     train_summary = json.loads((checkpoint_dir / "train_summary.json").read_text())
     refit_heads(config, labels_path, checkpoint_dir, ternary=True,
                 domain=step_needed("domain_head", checkpoint_dir / "domain_head.pt", redo),

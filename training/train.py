@@ -21,6 +21,9 @@ from .model import FLOAT, INT8, PAD_ID, TERNARY, ProteinBitNet, count_parameters
 
 log = logging.getLogger("training.train")
 
+# File name of the per-step progress that train() writes next to final.pt.
+PROGRESS_FILE = "progress.json"
+
 
 def crop_tokens(tokens: list[int], length: int, rng: random.Random) -> tuple[list[int], int]:
     """Return at most `length` tokens, <bos> followed by a random window of the residues, and the
@@ -201,11 +204,16 @@ def build_model(model_config: dict, meta: dict) -> ProteinBitNet:
     )
 
 
-def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | None = None) -> dict:
+def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | None = None,
+          progress_schedule: list[float] | None = None) -> dict:
     """Train and save the final checkpoint in out_dir; return a summary for the manifest.
 
     Progress is max(step / max_steps, elapsed / wall_seconds), so a run stopped by the wall-clock
-    budget still goes through the whole float32 -> int8 -> ternary schedule and LR decay.
+    budget still goes through the whole float32 -> int8 -> ternary schedule and LR decay. The
+    progress of every step is written to out_dir/progress.json. Given `progress_schedule` (such a
+    file's list, see read_progress_schedule), step i takes its progress from entry i instead, and
+    the run ends after the last entry: a twin then gets the learning rates, step for step, of the
+    run that wrote the file.
 
     With `train.processes` N > 1 the run is data-parallel: N processes share `train.threads`, each
     builds the same batch, runs the forward and backward pass of its share of the rows and adds its
@@ -214,19 +222,19 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
     """
     processes = config["train"].get("processes", 1)
     if processes <= 1:
-        return _train_process(0, 1, config, labels_path, out_dir, wall_seconds)
+        return _train_process(0, 1, config, labels_path, out_dir, wall_seconds, progress_schedule)
     if config["train"]["batch_size"] < processes:
         raise ValueError(f"train.batch_size {config['train']['batch_size']} is smaller than train.processes {processes}")
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as rendezvous:
         torch.multiprocessing.spawn(_train_worker, nprocs=processes, join=True,
                                     args=(processes, config, labels_path, out_dir, wall_seconds,
-                                          Path(rendezvous) / "init"))
+                                          Path(rendezvous) / "init", progress_schedule))
     return json.loads((out_dir / "train_summary.json").read_text())
 
 
 def _train_worker(rank: int, world: int, config: dict, labels_path: Path, out_dir: Path,
-                  wall_seconds: float | None, rendezvous: Path) -> None:
+                  wall_seconds: float | None, rendezvous: Path, progress_schedule: list[float] | None) -> None:
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stdout)
     logging.getLogger("torch.distributed").setLevel(logging.WARNING)
@@ -234,7 +242,7 @@ def _train_worker(rank: int, world: int, config: dict, labels_path: Path, out_di
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
-        _train_process(rank, world, config, labels_path, out_dir, wall_seconds)
+        _train_process(rank, world, config, labels_path, out_dir, wall_seconds, progress_schedule)
     finally:
         dist.destroy_process_group()
 
@@ -262,7 +270,7 @@ def _check_replicas(parameters: list[torch.nn.Parameter]) -> None:
 
 
 def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_dir: Path,
-                   wall_seconds: float | None) -> dict:
+                   wall_seconds: float | None, progress_schedule: list[float] | None = None) -> dict:
     train_config = config["train"]
     seed = config["seed"]
     torch.manual_seed(seed)
@@ -294,6 +302,7 @@ def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_d
     step = 0
     mode = None
     sequences_seen = 0
+    progress_log: list[float] = []
     model.train()
     batch_size = train_config["batch_size"]
     # This process's share of each batch's rows.
@@ -301,7 +310,10 @@ def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_d
     trainable = list(model.parameters())
     while True:
         elapsed = time.monotonic() - start
-        progress = max(step / max_steps, elapsed / budget)
+        if progress_schedule is not None:
+            progress = progress_schedule[step] if step < len(progress_schedule) else 1.0
+        else:
+            progress = max(step / max_steps, elapsed / budget)
         if world > 1:
             # Every process follows the first one's clock, so all of them stop and switch modes at the same step.
             shared = torch.tensor([progress], dtype=torch.float64)
@@ -309,6 +321,7 @@ def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_d
             progress = float(shared)
         if progress >= 1.0:
             break
+        progress_log.append(progress)
         new_mode = quantization_mode(progress, train_config)
         if new_mode != mode:
             log.info("step %d: weight quantization -> %s", step, new_mode)
@@ -365,7 +378,8 @@ def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_d
                "parameters": parameters, "finalMode": mode, "maxSteps": max_steps,
                # None when --max-steps turned the wall-clock budget off.
                "wallBudgetSeconds": budget if math.isfinite(budget) else None,
-               "stoppedBy": "max_steps" if step >= max_steps else "wall_seconds",
+               "stoppedBy": ("progress_schedule" if progress_schedule is not None
+                             else "max_steps" if step >= max_steps else "wall_seconds"),
                "processes": world, "threadsPerProcess": torch.get_num_threads()}
     # build imports this module, so its machine text is imported here, at the end of a run.
     from .build import machine_description
@@ -373,4 +387,25 @@ def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_d
     log.info("training finished: %s", summary)
     with open(out_dir / "train_summary.json", "w") as handle:
         json.dump(summary, handle)
+    (out_dir / PROGRESS_FILE).write_text(json.dumps({"steps": step, "progress": progress_log}))
     return summary
+
+
+def read_progress_schedule(path: Path) -> list[float]:
+    """Return the per-step progress that a run wrote to `path` (its progress.json), checked.
+
+    Raise ValueError unless it is a non-empty, non-decreasing list of numbers in [0, 1) with one
+    entry per step of that run.
+    """
+    document = json.loads(Path(path).read_text())
+    progress = document.get("progress") if isinstance(document, dict) else None
+    if not isinstance(progress, list) or not progress:
+        raise ValueError(f"{path}: missing or empty progress list")
+    if document.get("steps") != len(progress):
+        raise ValueError(f"{path}: {len(progress)} progress entries for {document.get('steps')} steps")
+    for index, value in enumerate(progress):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ValueError(f"{path}: progress of step {index} is {value!r}, not a number in [0, 1)")
+        if index and value < progress[index - 1]:
+            raise ValueError(f"{path}: progress decreases at step {index}")
+    return [float(value) for value in progress]

@@ -1,5 +1,8 @@
-"""Unit tests of the training losses and of data-parallel training against one process."""
+"""Unit tests of the training losses, of data-parallel training against one process, and of the
+recorded and replayed progress schedule."""
 
+import contextlib
+import io
 import json
 import random
 import tempfile
@@ -9,7 +12,9 @@ from pathlib import Path
 import torch
 
 from training.model import encode
-from training.train import build_model, compute_losses, go_label_mask, make_batch, train
+from training.build import parse_arguments
+from training.train import (PROGRESS_FILE, build_model, compute_losses, go_label_mask, make_batch,
+                            read_progress_schedule, train)
 
 GO_ASPECTS = ["F", "F", "P", "C"]
 FAMILIES = ["PF1", "PF2"]
@@ -104,6 +109,66 @@ class DataParallelTest(unittest.TestCase):
         self.assertGreater(moved, 1e-3)
         for name in single:
             torch.testing.assert_close(parallel[name], single[name], atol=1e-4, rtol=1e-4, msg=name)
+
+
+class ProgressScheduleTest(unittest.TestCase):
+    def setUp(self):
+        self.folder = tempfile.TemporaryDirectory()
+        self.addCleanup(self.folder.cleanup)
+        self.root = Path(self.folder.name)
+        self.labels = self.root / "labels.json"
+        self.labels.write_text(json.dumps(synthetic_dataset(30)))
+
+    def run_training(self, name: str, steps: int, schedule=None, processes: int = 1) -> tuple[dict, dict]:
+        summary = train(config(processes, steps), self.labels, self.root / name, progress_schedule=schedule)
+        return summary, torch.load(self.root / name / "final.pt")["model"]
+
+    def test_run_records_the_progress_of_every_step(self):
+        summary, _ = self.run_training("recorded", 5)
+        document = json.loads((self.root / "recorded" / PROGRESS_FILE).read_text())
+        self.assertEqual(document["steps"], summary["steps"])
+        self.assertEqual(len(document["progress"]), 5)
+        # max_steps ends this run, so step i's progress is i / 5 (the wall-clock share is smaller).
+        for index, value in enumerate(document["progress"]):
+            self.assertGreaterEqual(value, index / 5)
+            self.assertLess(value, (index + 1) / 5)
+
+    def test_replay_matches_recorded_run(self):
+        _, original = self.run_training("original", 5)
+        schedule = read_progress_schedule(self.root / "original" / PROGRESS_FILE)
+        summary, replayed = self.run_training("replayed", 1000, schedule)
+        parallel_summary, parallel = self.run_training("parallel", 1000, schedule, processes=2)
+        self.assertEqual(summary["steps"], 5)
+        self.assertEqual(parallel_summary["steps"], 5)
+        self.assertEqual(summary["stoppedBy"], "progress_schedule")
+        self.assertEqual(read_progress_schedule(self.root / "replayed" / PROGRESS_FILE), schedule)
+        for name in original:
+            torch.testing.assert_close(replayed[name], original[name], atol=1e-6, rtol=1e-6, msg=name)
+            torch.testing.assert_close(parallel[name], original[name], atol=1e-4, rtol=1e-4, msg=name)
+
+    def test_other_schedule_trains_other_weights(self):
+        _, original = self.run_training("original", 5)
+        _, late = self.run_training("late", 1000, [0.95] * 5)
+        self.assertGreater(max(float((late[k] - original[k]).abs().max()) for k in original), 1e-4)
+
+    def test_rejects_malformed_schedules(self):
+        cases = {
+            "missing or empty progress list": {"steps": 0, "progress": []},
+            "3 progress entries for 4 steps": {"steps": 4, "progress": [0.0, 0.1, 0.2]},
+            "progress decreases at step 2": {"steps": 3, "progress": [0.0, 0.5, 0.4]},
+            "progress of step 1 is 1.0": {"steps": 2, "progress": [0.0, 1.0]},
+            "progress of step 0 is 'a'": {"steps": 1, "progress": ["a"]},
+        }
+        for message, document in cases.items():
+            path = self.root / "bad.json"
+            path.write_text(json.dumps(document))
+            with self.subTest(message), self.assertRaisesRegex(ValueError, message):
+                read_progress_schedule(path)
+
+    def test_build_rejects_a_schedule_with_another_step_source(self):
+        for extra in (["--max-steps", "10"], ["--network-from", "models/bitnet-protein-tiny"]):
+            with self.subTest(extra), self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+                parse_arguments(["--progress-from", "progress.json", *extra])
 
 
 if __name__ == "__main__":
