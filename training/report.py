@@ -316,9 +316,13 @@ def training_text(manifest: dict, twin_summary: dict | None, config: dict) -> st
                          f"which was trained by `{origin.get('trainingCommand')}`; the steps, sequences and time above "
                          f"are that training run's.")
     if twin_summary:
-        # A twin trained for a fixed step count has no wall-clock budget in its summary.
-        step_limit = (f" --max-steps {twin_summary['maxSteps']}"
-                      if "wallBudgetSeconds" in twin_summary and twin_summary["wallBudgetSeconds"] is None else "")
+        # A twin trained for a fixed step count or on a replayed schedule has no wall-clock budget in its summary.
+        if twin_summary.get("stoppedBy") == "progress_schedule":
+            step_limit = " --progress-from <the model's checkpoints/progress.json>"
+        elif "wallBudgetSeconds" in twin_summary and twin_summary["wallBudgetSeconds"] is None:
+            step_limit = f" --max-steps {twin_summary['maxSteps']}"
+        else:
+            step_limit = ""
         processes = twin_summary.get("processes", 1)
         if twin_summary.get("machine"):
             where = f" of training on {twin_summary['machine']}"

@@ -26,6 +26,11 @@ class TrainingTextTest(unittest.TestCase):
         self.assertIn("120 steps", line)
         self.assertIn("`python3 -m training.build --config <config> --twin --max-steps 120`", line)
 
+    def test_twin_on_replayed_schedule(self):
+        line = self.twin_line(twin_summary(maxSteps=120, wallBudgetSeconds=None, stoppedBy="progress_schedule"))
+        self.assertIn("--twin --progress-from <the model's checkpoints/progress.json>`", line)
+        self.assertNotIn("--max-steps", line)
+
     def test_twin_with_wall_budget(self):
         line = self.twin_line(twin_summary(maxSteps=6000, wallBudgetSeconds=30.0, stoppedBy="wall_seconds"))
         self.assertIn("`python3 -m training.build --config <config> --twin`", line)
