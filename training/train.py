@@ -376,7 +376,7 @@ def _train_process(rank: int, world: int, config: dict, labels_path: Path, out_d
                out_dir / "final.pt")
     summary = {"steps": step, "wallSeconds": round(wall), "sequencesSeen": sequences_seen,
                "parameters": parameters, "finalMode": mode, "maxSteps": max_steps,
-               # None when --max-steps turned the wall-clock budget off.
+               # None when --max-steps or --progress-from turned the wall-clock budget off.
                "wallBudgetSeconds": budget if math.isfinite(budget) else None,
                "stoppedBy": ("progress_schedule" if progress_schedule is not None
                              else "max_steps" if step >= max_steps else "wall_seconds"),
