@@ -163,8 +163,8 @@ def parse_arguments(argv=None):
                              "compared with")
     parser.add_argument("--progress-from", type=Path, metavar="PROGRESS_JSON",
                         help="take each training step's progress (learning rate and quantization phase) from the "
-                             "progress.json of another run, and train as many steps as it has: with --twin, give "
-                             "the model's work/NAME/checkpoints/progress.json for a twin on the model's schedule")
+                             "progress.json of another run, and train as many steps as it has. With --twin, give the "
+                             "model's work/NAME/checkpoints/progress.json for a twin on the model's schedule")
     parser.add_argument("--network-from", type=Path, metavar="MODEL_DIR",
                         help="take the trained network and its heads from an exported model folder instead of training "
                              "(its model.onnx stores them); with --redo domain_head or --redo pooled_heads the heads "
@@ -174,7 +174,7 @@ def parse_arguments(argv=None):
                              "activations) into work/NAME/twin/ and stop; the evaluation compares it with the model")
     arguments = parser.parse_args(argv)
     if arguments.progress_from and arguments.max_steps:
-        parser.error("--progress-from sets the step count: leave out --max-steps")
+        parser.error("--progress-from sets the step count, so leave out --max-steps")
     if arguments.progress_from and arguments.network_from:
         parser.error("--progress-from applies to training, and --network-from trains nothing")
     return arguments

@@ -212,7 +212,7 @@ def train(config: dict, labels_path: Path, out_dir: Path, wall_seconds: float | 
     budget still goes through the whole float32 -> int8 -> ternary schedule and LR decay. The
     progress of every step is written to out_dir/progress.json. Given `progress_schedule` (such a
     file's list, see read_progress_schedule), step i takes its progress from entry i instead, and
-    the run ends after the last entry: a twin then gets the learning rates, step for step, of the
+    the run ends after the last entry, so a twin gets the learning rates, step for step, of the
     run that wrote the file.
 
     With `train.processes` N > 1 the run is data-parallel: N processes share `train.threads`, each

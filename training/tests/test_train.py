@@ -123,7 +123,7 @@ class ProgressScheduleTest(unittest.TestCase):
         summary = train(config(processes, steps), self.labels, self.root / name, progress_schedule=schedule)
         return summary, torch.load(self.root / name / "final.pt")["model"]
 
-    def test_run_records_the_progress_of_every_step(self):
+    def test_run_records_every_step_progress(self):
         summary, _ = self.run_training("recorded", 5)
         document = json.loads((self.root / "recorded" / PROGRESS_FILE).read_text())
         self.assertEqual(document["steps"], summary["steps"])
@@ -165,7 +165,7 @@ class ProgressScheduleTest(unittest.TestCase):
             with self.subTest(message), self.assertRaisesRegex(ValueError, message):
                 read_progress_schedule(path)
 
-    def test_build_rejects_a_schedule_with_another_step_source(self):
+    def test_build_rejects_conflicting_step_options(self):
         for extra in (["--max-steps", "10"], ["--network-from", "models/bitnet-protein-tiny"]):
             with self.subTest(extra), self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
                 parse_arguments(["--progress-from", "progress.json", *extra])
