@@ -19,13 +19,18 @@ export function loadConfigOrReport(configFile: string | undefined): ResolvedConf
 }
 
 /**
- * Runs the daemon until SIGTERM or SIGINT, then stops it within the configured deadline.
+ * Runs the daemon until SIGTERM or SIGINT, then stops it within the configured deadline. A signal
+ * received during the start stops the daemon as soon as the start completes.
  * Resolves with the process exit status.
  */
 export async function runDaemon(options: { configFile?: string }): Promise<number> {
   const config = loadConfigOrReport(options.configFile);
   if (!config) return EXIT_CONFIG;
 
+  // The handlers go in before the first log line and the start: a signal that arrives while the
+  // daemon is still starting (after its online status, say) would otherwise end the process by
+  // Node's default action, skipping the stop. Such a signal takes effect once the start has finished.
+  const stopSignal = waitForStopSignal();
   const logger = createLogger(config.logLevel);
   if (config.envOverrides.length > 0) logger.info({ variables: config.envOverrides }, 'configuration overridden by environment');
 
@@ -37,7 +42,7 @@ export async function runDaemon(options: { configFile?: string }): Promise<numbe
     return 1;
   }
 
-  const signal = await waitForStopSignal();
+  const signal = await stopSignal;
   return stopWithDeadline(daemon, signal, config.shutdownDeadlineMs, logger);
 }
 
