@@ -27,9 +27,8 @@ export async function runDaemon(options: { configFile?: string }): Promise<numbe
   const config = loadConfigOrReport(options.configFile);
   if (!config) return EXIT_CONFIG;
 
-  // The handlers go in before the first log line and the start: a signal that arrives while the
-  // daemon is still starting (after its online status, say) would otherwise end the process by
-  // Node's default action, skipping the stop. Such a signal takes effect once the start has finished.
+  // Without a handler, Node's default action ends the process on a signal received during the start
+  // and skips the clean stop. So the handlers go in first, and such a signal acts once the start ends.
   const stopSignal = waitForStopSignal();
   const logger = createLogger(config.logLevel);
   if (config.envOverrides.length > 0) logger.info({ variables: config.envOverrides }, 'configuration overridden by environment');

@@ -59,7 +59,7 @@ describe('bitnet-edge run and stop signals', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test.each(['SIGTERM', 'SIGINT'] as const)('%s during the start stops the daemon cleanly once it has started', async (signal) => {
+  test.each(['SIGTERM', 'SIGINT'] as const)('%s during start exits cleanly', async (signal) => {
     const outcome = await signalDuringStart(dir, await freePort(), signal);
 
     expect(outcome.messages[0]).toBe('configuration overridden by environment');
