@@ -278,7 +278,21 @@ Written by `{report['command']}` on {report['machine']} in {report['wallSeconds'
     return "\n".join(out)
 
 
-def gap_text(methods: dict) -> str:
+def twin_differences(training: dict, twin_summary: dict, twin_pooled: dict | None) -> list[str]:
+    """List how the twin's training differs from the model's, beyond the float32 weights and activations."""
+    differences = []
+    if twin_summary.get("steps") != training.get("steps"):
+        differences.append(f"{twin_summary.get('steps')} training steps against the model's {training.get('steps')}")
+    elif twin_summary.get("stoppedBy") != "progress_schedule":
+        differences.append("the same step count, but its own learning-rate schedule, not a replay of the model's")
+    model_pooled = training.get("pooledHeadsRefit")
+    if model_pooled and twin_pooled and twin_pooled.get("proteins") != model_pooled.get("proteins"):
+        differences.append(f"pooled heads fitted on {twin_pooled.get('proteins')} training proteins against the "
+                           f"model's {model_pooled.get('proteins')}")
+    return differences
+
+
+def gap_text(methods: dict, differences: list[str] | None = None) -> str:
     if "full precision" not in methods:
         return "The full-precision twin was not trained (`python3 -m training.build --twin`), so no gap is reported."
     ternary, twin = methods["ternary"], methods["full precision"]
@@ -294,7 +308,11 @@ def gap_text(methods: dict) -> str:
         parts.append(f"domain residue F1 {cell(ternary['domain']['all']['residue']['f1'])} vs "
                      f"{cell(twin['domain']['all']['residue']['f1'])}")
     parts.append(f"perplexity {cell(ternary['lm']['all']['perplexity'], 2)} vs {cell(twin['lm']['all']['perplexity'], 2)}")
-    return "Ternary against full precision on all test proteins: " + "; ".join(parts) + "."
+    text = "Ternary against full precision on all test proteins: " + "; ".join(parts) + "."
+    if differences:
+        text += (" The twin was not trained like the model (" + "; ".join(differences) + "), so these gaps mix "
+                 "quantization with those differences.")
+    return text
 
 
 def training_text(manifest: dict, twin_summary: dict | None, config: dict) -> str:
@@ -422,8 +440,13 @@ def main(argv=None) -> int:
         "bins": rows, "methods": methods,
         "unigram": unigram_table(train_records, test, rows, max_tokens),
     }
-    report["gapText"] = gap_text(methods)
     twin_summary = json.loads((twin_dir / "train_summary.json").read_text()) if twin_dir is not None else None
+    differences = []
+    if twin_summary is not None:
+        twin_pooled_path = twin_dir / "pooled_heads.pt"
+        twin_pooled = torch.load(twin_pooled_path)["summary"] if twin_pooled_path.exists() else None
+        differences = twin_differences(build_training, twin_summary, twin_pooled)
+    report["gapText"] = gap_text(methods, differences)
     report["trainingText"] = training_text(manifest, twin_summary, config)
     report["onnxText"] = onnx_text(run_dir / "onnx-check.txt")
     report["wallSeconds"] = round(time.monotonic() - started)

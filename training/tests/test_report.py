@@ -4,7 +4,7 @@ from pathlib import Path
 from unittest import mock
 
 from training import report
-from training.report import missing_twin_heads, training_text, twin_folder
+from training.report import gap_text, missing_twin_heads, training_text, twin_differences, twin_folder
 
 CONFIG = {
     "model": {"layers": 2, "d_model": 64, "heads": 4, "ffn": 256},
@@ -46,6 +46,39 @@ class TrainingTextTest(unittest.TestCase):
         self.assertIn("--twin`", line)
         self.assertNotIn("--max-steps", line)
 
+
+def method_figures(value: float) -> dict:
+    figures = {"all": {"fmax": value, "microF1": value, "perplexity": 10 + value}}
+    return {"go": {aspect: figures for aspect in "FPC"}, "localization": figures, "function": figures,
+            "lm": figures}
+
+
+class TwinDifferencesTest(unittest.TestCase):
+    MODEL = {"steps": 120, "pooledHeadsRefit": {"proteins": 900}}
+
+    def test_replayed_twin_matches(self):
+        summary = twin_summary(stoppedBy="progress_schedule")
+        self.assertEqual(twin_differences(self.MODEL, summary, {"proteins": 900}), [])
+
+    def test_other_step_count(self):
+        differences = twin_differences(self.MODEL, twin_summary(steps=80, stoppedBy="max_steps"), {"proteins": 900})
+        self.assertEqual(differences, ["80 training steps against the model's 120"])
+
+    def test_same_steps_own_schedule(self):
+        differences = twin_differences(self.MODEL, twin_summary(stoppedBy="max_steps"), {"proteins": 900})
+        self.assertEqual(len(differences), 1)
+        self.assertIn("own learning-rate schedule", differences[0])
+
+    def test_other_pooled_proteins(self):
+        differences = twin_differences(self.MODEL, twin_summary(stoppedBy="progress_schedule"), {"proteins": 400})
+        self.assertEqual(differences, ["pooled heads fitted on 400 training proteins against the model's 900"])
+
+    def test_gap_text_names_differences(self):
+        methods = {"ternary": method_figures(0.5), "full precision": method_figures(0.6)}
+        self.assertNotIn("not trained like the model", gap_text(methods, []))
+        text = gap_text(methods, ["80 training steps against the model's 120"])
+        self.assertIn("GO F Fmax 0.500 vs 0.600", text)
+        self.assertIn("The twin was not trained like the model (80 training steps against the model's 120)", text)
 
 
 class TwinFolderTest(unittest.TestCase):
