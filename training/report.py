@@ -281,6 +281,8 @@ Written by `{report['command']}` on {report['machine']} in {report['wallSeconds'
 def twin_differences(training: dict, twin_summary: dict, twin_pooled: dict | None) -> list[str]:
     """List how the twin's training differs from the model's, beyond the float32 weights and activations."""
     differences = []
+    if "steps" not in training:
+        return differences
     if twin_summary.get("steps") != training.get("steps"):
         differences.append(f"{twin_summary.get('steps')} training steps against the model's {training.get('steps')}")
     elif twin_summary.get("stoppedBy") != "progress_schedule":

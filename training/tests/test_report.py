@@ -73,6 +73,9 @@ class TwinDifferencesTest(unittest.TestCase):
         differences = twin_differences(self.MODEL, twin_summary(stoppedBy="progress_schedule"), {"proteins": 400})
         self.assertEqual(differences, ["pooled heads fitted on 400 training proteins against the model's 900"])
 
+    def test_model_without_training_record(self):
+        self.assertEqual(twin_differences({}, twin_summary(steps=80), {"proteins": 400}), [])
+
     def test_gap_text_names_differences(self):
         methods = {"ternary": method_figures(0.5), "full precision": method_figures(0.6)}
         self.assertNotIn("not trained like the model", gap_text(methods, []))
