@@ -54,12 +54,13 @@ def parse_arguments(argv=None):
 
 
 def load_model(config: dict, meta: dict, checkpoint: Path, ternary: bool):
+    """Return the network of `checkpoint` with the refitted heads beside it, and the pooled heads' summary or None."""
     model = build_model(config["model"], meta)
     load_network(model, checkpoint, ternary, meta)
     load_domain_head(model, checkpoint.parent)
-    load_pooled_heads(model, checkpoint.parent)
+    pooled_summary = load_pooled_heads(model, checkpoint.parent)
     model.eval()
-    return model
+    return model, pooled_summary
 
 
 def twin_folder(requested: Path | None, run_dir: Path, name: str) -> Path | None:
@@ -397,7 +398,7 @@ def main(argv=None) -> int:
 
     predictions = {}
     lookaheads = {}
-    model = load_model(config, meta, run_dir / "checkpoints" / "final.pt", ternary=True)
+    model, _ = load_model(config, meta, run_dir / "checkpoints" / "final.pt", ternary=True)
     processes, per_process = processes_of(config, threads)
 
     def predict_both(network) -> tuple[dict, dict]:
@@ -407,6 +408,7 @@ def main(argv=None) -> int:
     predictions["ternary"] = predict_both(model)
     lookaheads["ternary"] = model.domain_lookahead
     twin_dir = twin_folder(arguments.twin, run_dir, config["name"])
+    twin_pooled = None
     if twin_dir is not None:
         missing = missing_twin_heads(twin_dir, config)
         if missing:
@@ -415,7 +417,7 @@ def main(argv=None) -> int:
                              f"`python3 -m training.build --config <config> --twin --redo domain_head` on a copy "
                              f"of it in work/NAME/twin/")
         log.info("full-precision twin from %s", twin_dir)
-        twin = load_model(config, meta, twin_dir / "final.pt", ternary=False)
+        twin, twin_pooled = load_model(config, meta, twin_dir / "final.pt", ternary=False)
         predictions["full precision"] = predict_both(twin)
         lookaheads["full precision"] = twin.domain_lookahead
     predictions["naive"] = (baselines.frequency_predictions(validation, train_records, meta),
@@ -443,11 +445,7 @@ def main(argv=None) -> int:
         "unigram": unigram_table(train_records, test, rows, max_tokens),
     }
     twin_summary = json.loads((twin_dir / "train_summary.json").read_text()) if twin_dir is not None else None
-    differences = []
-    if twin_summary is not None:
-        twin_pooled_path = twin_dir / "pooled_heads.pt"
-        twin_pooled = torch.load(twin_pooled_path)["summary"] if twin_pooled_path.exists() else None
-        differences = twin_differences(build_training, twin_summary, twin_pooled)
+    differences = twin_differences(build_training, twin_summary, twin_pooled) if twin_summary is not None else []
     report["gapText"] = gap_text(methods, differences)
     report["trainingText"] = training_text(manifest, twin_summary, config)
     report["onnxText"] = onnx_text(run_dir / "onnx-check.txt")

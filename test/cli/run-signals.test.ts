@@ -14,7 +14,7 @@ interface Outcome {
 
 /**
  * Starts `bitnet-edge run` and sends `signal` as soon as the first log line appears. The command
- * writes that line before the daemon starts, so the signal lands while the model is still loading.
+ * writes that line before the daemon starts, so the signal arrives while the start is under way.
  */
 function signalDuringStart(cwd: string, port: number, signal: NodeJS.Signals): Promise<Outcome> {
   return new Promise((resolve, reject) => {
